@@ -1,0 +1,27 @@
+"""Run every benchmark in its own process and report its peak memory (``make bench``)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+BENCHMARKS = ["bench_render.py", "bench_reconstruct.py"]
+
+
+def main() -> int:
+    failures = 0
+    for name in BENCHMARKS:
+        start = time.perf_counter()
+        result = subprocess.run([sys.executable, str(HERE / name)], cwd=HERE, check=False)
+        print(
+            f"-- {name}: {time.perf_counter() - start:.0f} s, exit {result.returncode}", flush=True
+        )
+        failures += result.returncode != 0
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,71 @@
+"""Command-line interface: ``python -m dynamight_core <stage> ...``.
+
+Every stage module defines ``HELP``, ``add_arguments(parser)`` and ``run(args)``. The CLI
+sets up logging, records the command, version and device, and turns bad input into one
+clear error line (exit code 2) and any other failure into a logged traceback (exit 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from dynamight_core._version import __version__
+
+logger = logging.getLogger("dynamight_core")
+
+STAGES = {
+    "simulate": "dynamight_core.stages.simulate",
+    "split-halves": "dynamight_core.stages.split",
+    "reconstruct": "dynamight_core.stages.reconstruct",
+    "fsc": "dynamight_core.stages.fsc",
+}
+
+EXIT_BAD_INPUT = 2
+EXIT_FAILURE = 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with one sub-command per stage."""
+    parser = argparse.ArgumentParser(prog="dynamight-core", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"dynamight-core {__version__}")
+    subparsers = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
+    for name, module_name in STAGES.items():
+        module = importlib.import_module(module_name)
+        sub = subparsers.add_parser(
+            name,
+            help=module.HELP,
+            description=module.HELP,
+            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        )
+        sub.add_argument("--log-level", default="INFO", help="logging level")
+        module.add_arguments(sub)
+        sub.set_defaults(module=module)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one stage; returns the process exit code."""
+    from dynamight_core.errors import InputError
+    from dynamight_core.logs import setup_logging
+
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_level)
+    logger.info("dynamight-core %s: %s", __version__, " ".join(sys.argv))
+    try:
+        args.module.run(args)
+    except InputError as err:
+        logger.error("bad input: %s", err)
+        return EXIT_BAD_INPUT
+    except Exception:
+        logger.exception(
+            "stage '%s' failed; the traceback above shows where. If the input "
+            "looks right, report it with this log.",
+            args.stage,
+        )
+        return EXIT_FAILURE
+    logger.info("stage '%s' finished", args.stage)
+    return 0

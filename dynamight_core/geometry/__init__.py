@@ -1,0 +1,1 @@
+"""Rotations, shifts and Fourier-space grids, in RELION's conventions."""

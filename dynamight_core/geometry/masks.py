@@ -1,0 +1,61 @@
+"""Soft masks for maps: spherical, and from a thresholded map."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+
+def _cosine_edge(distance_px: np.ndarray, soft_edge_px: float) -> np.ndarray:
+    """1 inside (distance <= 0), raised-cosine fall-off to 0 over ``soft_edge_px``."""
+    if soft_edge_px <= 0:
+        return (distance_px <= 0).astype(np.float32)
+    ramp = np.clip(distance_px / soft_edge_px, 0.0, 1.0)
+    return (0.5 + 0.5 * np.cos(np.pi * ramp)).astype(np.float32)
+
+
+def spherical_mask(box_px: int, radius_px: float, soft_edge_px: float) -> np.ndarray:
+    """`(D, D, D)` soft sphere centred at index ``D//2``.
+
+    Parameters
+    ----------
+    box_px
+        Box size D.
+    radius_px
+        Radius (px) inside which the mask is 1.
+    soft_edge_px
+        Width (px) of the raised-cosine edge.
+    """
+    axis = np.arange(box_px) - box_px // 2
+    radius = np.sqrt(axis[:, None, None] ** 2 + axis[None, :, None] ** 2 + axis[None, None, :] ** 2)
+    return _cosine_edge(radius - radius_px, soft_edge_px)
+
+
+def circular_mask(box_px: int, radius_px: float, soft_edge_px: float = 0.0) -> np.ndarray:
+    """`(D, D)` soft disc centred at index ``D//2``."""
+    axis = np.arange(box_px) - box_px // 2
+    radius = np.sqrt(axis[:, None] ** 2 + axis[None, :] ** 2)
+    return _cosine_edge(radius - radius_px, soft_edge_px)
+
+
+def mask_from_map(
+    volume: np.ndarray, threshold: float, extend_px: float, soft_edge_px: float
+) -> np.ndarray:
+    """Soft mask around the density above ``threshold``.
+
+    Parameters
+    ----------
+    volume
+        `(D, D, D)` map.
+    threshold
+        Density level that defines the particle.
+    extend_px
+        Distance (px) by which the binary region is grown before the soft edge.
+    soft_edge_px
+        Width (px) of the raised-cosine edge.
+    """
+    inside = volume > threshold
+    if not inside.any():
+        raise ValueError(f"no voxel of the map exceeds the mask threshold {threshold:g}")
+    distance = ndimage.distance_transform_edt(~inside)
+    return _cosine_edge(distance - extend_px, soft_edge_px)

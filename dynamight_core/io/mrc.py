@@ -1,0 +1,167 @@
+"""MRC volumes: reading with header checks, writing atomically with the voxel size."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+
+from dynamight_core.errors import InputError
+from dynamight_core.io.files import atomic_path
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Volume:
+    """A cubic map with its voxel size.
+
+    Attributes
+    ----------
+    data
+        `(D, D, D)` float32 array indexed (z, y, x).
+    voxel_size_a
+        Voxel size in Å.
+    path
+        File it was read from (for error messages), if any.
+    """
+
+    data: np.ndarray
+    voxel_size_a: float
+    path: Path | None = None
+
+    @property
+    def box_px(self) -> int:
+        """Edge length in voxels."""
+        return int(self.data.shape[0])
+
+
+def read_volume(path: str | Path) -> Volume:
+    """Read a cubic MRC map and check it is usable.
+
+    Raises
+    ------
+    InputError
+        If the file is missing, not a cubic 3D map, has no voxel size, or holds NaN/Inf.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "file", "an existing MRC map", "no such file")
+    try:
+        with mrcfile.open(path, mode="r", permissive=False) as mrc:
+            data = np.asarray(mrc.data, dtype=np.float32).copy()
+            voxel = float(mrc.voxel_size.x)
+    except ValueError as err:
+        raise InputError(path, "header", "a valid MRC file", f"an unreadable file ({err})") from err
+    if data.ndim != 3 or len(set(data.shape)) != 1:
+        raise InputError(path, "shape", "a cubic 3D map", f"shape {data.shape}")
+    if data.shape[0] % 2:
+        raise InputError(
+            path,
+            "shape",
+            "an even box size",
+            f"{data.shape[0]}",
+            "Resample or pad the map to an even box.",
+        )
+    if not voxel > 0:
+        raise InputError(path, "voxel size", "a positive voxel size in the header", f"{voxel}")
+    if not np.isfinite(data).all():
+        raise InputError(path, "data", "finite voxel values", "NaN or Inf values")
+    return Volume(data=data, voxel_size_a=voxel, path=path)
+
+
+def check_volume_matches(volume: Volume, box_px: int, pixel_size_a: float, what: str) -> None:
+    """Raise an :class:`InputError` if a map's box or voxel size differs from the particles'.
+
+    Parameters
+    ----------
+    volume
+        The map.
+    box_px, pixel_size_a
+        Box size and pixel size of the particle images.
+    what
+        Name of the map's role (e.g. ``"mask"``) for the message.
+    """
+    source = volume.path or what
+    if volume.box_px != box_px:
+        raise InputError(
+            source,
+            f"{what} box size",
+            f"{box_px} px (as the particle images)",
+            f"{volume.box_px} px",
+        )
+    if abs(volume.voxel_size_a - pixel_size_a) > 1e-3 * pixel_size_a:
+        raise InputError(
+            source,
+            f"{what} voxel size",
+            f"{pixel_size_a:.4f} Å (as the particle images)",
+            f"{volume.voxel_size_a:.4f} Å",
+        )
+
+
+def write_volume(path: str | Path, data: np.ndarray, voxel_size_a: float) -> None:
+    """Write a float32 map atomically, with its voxel size and origin 0.
+
+    Parameters
+    ----------
+    path
+        Destination ``.mrc`` file; the parent directory is created.
+    data
+        `(D, D, D)` array indexed (z, y, x).
+    voxel_size_a
+        Voxel size in Å.
+    """
+    with atomic_path(path) as tmp, mrcfile.new(tmp, overwrite=True) as mrc:
+        mrc.set_data(np.ascontiguousarray(data, dtype=np.float32))
+        mrc.voxel_size = voxel_size_a
+    logger.debug("wrote %s", path)
+
+
+class StackWriter:
+    """Write an image stack chunk by chunk through a memory map, atomically on close.
+
+    Memory stays flat in the number of images: only the chunk being written is in RAM.
+
+    Parameters
+    ----------
+    path
+        Destination ``.mrcs`` file.
+    n_images, box_px
+        Stack shape `(n_images, box_px, box_px)`.
+    pixel_size_a
+        Pixel size in Å for the header.
+    """
+
+    def __init__(self, path: str | Path, n_images: int, box_px: int, pixel_size_a: float) -> None:
+        self._final = Path(path)
+        self._context = atomic_path(self._final)
+        self._tmp = self._context.__enter__()
+        self._mrc = mrcfile.new_mmap(
+            self._tmp, shape=(n_images, box_px, box_px), mrc_mode=2, overwrite=True
+        )
+        self._mrc.set_image_stack()
+        self._mrc.voxel_size = pixel_size_a
+
+    def __enter__(self) -> StackWriter:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        self.close(success=exc_type is None)
+
+    def write(self, start: int, images: np.ndarray) -> None:
+        """Store `(B, D, D)` images at stack positions ``start .. start + B - 1`` (0-based)."""
+        self._mrc.data[start : start + len(images)] = images.astype(np.float32)
+
+    def close(self, success: bool = True) -> None:
+        """Finish the file; on failure the partial file is discarded."""
+        if success:
+            self._mrc.update_header_stats()
+        self._mrc.close()
+        if success:
+            self._context.__exit__(None, None, None)
+        else:
+            err = RuntimeError("stack writing aborted")
+            self._context.__exit__(type(err), err, None)

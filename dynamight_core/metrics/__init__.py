@@ -1,0 +1,1 @@
+"""Resolution and agreement metrics."""

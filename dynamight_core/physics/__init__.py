@@ -1,0 +1,1 @@
+"""Image formation: CTF and the Gaussian pseudo-atom renderer."""

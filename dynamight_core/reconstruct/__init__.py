@@ -1,0 +1,1 @@
+"""Homogeneous (and later deformed) reconstruction from particle images."""

@@ -1,0 +1,80 @@
+"""Half-set assignment: RELION's ``rlnRandomSubset`` when present, else a seeded split.
+
+The assignment is written to a CSV keyed by ``rlnImageName`` so every later stage uses
+exactly the same two independent halves.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dynamight_core.errors import InputError
+from dynamight_core.io.files import atomic_path
+from dynamight_core.io.star import ParticleSet
+
+logger = logging.getLogger(__name__)
+
+
+def assign_halves(particle_set: ParticleSet, seed: int) -> np.ndarray:
+    """`(N,)` half set (1 or 2) of every particle.
+
+    ``rlnRandomSubset`` is used when the STAR file has it; otherwise the particles are
+    split in two equal random halves with ``seed``.
+    """
+    if particle_set.random_subset is not None:
+        halves = particle_set.random_subset.copy()
+        source = "rlnRandomSubset"
+    else:
+        rng = np.random.default_rng(seed)
+        halves = np.resize(np.array([1, 2]), len(particle_set))
+        rng.shuffle(halves)
+        source = f"a random split (seed {seed})"
+    for half in (1, 2):
+        if not (halves == half).any():
+            raise InputError(
+                particle_set.star_path,
+                "rlnRandomSubset",
+                "particles in both half sets",
+                f"no particle in half {half}",
+            )
+    logger.info(
+        "half sets from %s: %d and %d particles", source, (halves == 1).sum(), (halves == 2).sum()
+    )
+    return halves
+
+
+def write_halves(path: str | Path, particle_set: ParticleSet, halves: np.ndarray) -> None:
+    """Write the assignment as CSV (``row``, ``rlnImageName``, ``half``), atomically."""
+    table = pd.DataFrame(
+        {"row": np.arange(len(halves)), "rlnImageName": particle_set.image_names(), "half": halves}
+    )
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False)
+
+
+def read_halves(path: str | Path, particle_set: ParticleSet) -> np.ndarray:
+    """Read an assignment written by :func:`write_halves` and check it fits ``particle_set``."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "file", "a half-set assignment CSV", "no such file")
+    table = pd.read_csv(path)
+    for column in ("rlnImageName", "half"):
+        if column not in table.columns:
+            raise InputError(path, column, "a column", "none")
+    names = particle_set.image_names()
+    if len(table) != len(names) or table["rlnImageName"].astype(str).tolist() != names:
+        raise InputError(
+            path,
+            "rlnImageName",
+            f"the {len(names)} particles of {particle_set.star_path} in the same order",
+            f"{len(table)} rows that differ",
+            "Re-run the half-set split for this STAR file.",
+        )
+    halves = table["half"].to_numpy()
+    if not np.isin(halves, [1, 2]).all():
+        raise InputError(path, "half", "1 or 2", f"{sorted(set(halves.tolist()))}")
+    return halves

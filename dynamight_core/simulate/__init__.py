@@ -1,0 +1,1 @@
+"""Synthetic RELION-style datasets with known poses, CTF, noise and motion."""

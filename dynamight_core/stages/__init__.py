@@ -1,0 +1,1 @@
+"""Thin stage modules: parse arguments, call the library, write outputs atomically."""

@@ -1,0 +1,98 @@
+"""Stage ``fsc``: half-map FSC (unmasked and masked with phase randomisation), resolution."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+
+import numpy as np
+import pandas as pd
+
+from dynamight_core.io.files import atomic_path, write_text_atomic
+from dynamight_core.io.mrc import check_volume_matches, read_volume
+from dynamight_core.metrics.fsc import FscCurve, expected_correlation_with_truth, fsc, masked_fsc
+from dynamight_core.metrics.plots import plot_fsc
+
+logger = logging.getLogger(__name__)
+
+HELP = "FSC between half maps (optionally masked, and against a reference map)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of the FSC stage."""
+    parser.add_argument("--half1", required=True)
+    parser.add_argument("--half2", required=True)
+    parser.add_argument("--mask", default=None, help="soft mask for the masked FSC")
+    parser.add_argument("--full", default=None, help="full map, compared with --reference")
+    parser.add_argument("--reference", default=None, help="reference (e.g. ground-truth) map")
+    parser.add_argument("--label", default="consensus", help="name used in titles and tables")
+    parser.add_argument("--out-tsv", required=True)
+    parser.add_argument("--out-json", required=True)
+    parser.add_argument("--out-png", required=True)
+
+
+def _summary(curve: FscCurve) -> dict[str, float]:
+    return {
+        "resolution_0143_a": round(curve.resolution_at(0.143), 3),
+        "resolution_05_a": round(curve.resolution_at(0.5), 3),
+    }
+
+
+def run(args: argparse.Namespace) -> None:
+    """Compute the curves and write the table, the summary and the plot."""
+    half1, half2 = read_volume(args.half1), read_volume(args.half2)
+    pixel, box = half1.voxel_size_a, half1.box_px
+    check_volume_matches(half2, box, pixel, "half map 2")
+    unmasked = fsc(half1.data, half2.data, pixel)
+    table = pd.DataFrame(
+        {
+            "shell": unmasked.shells,
+            "resolution_a": unmasked.resolution_a,
+            "n_voxels": unmasked.n_voxels,
+            "fsc_unmasked": unmasked.fsc,
+        }
+    )
+    summary: dict[str, object] = {
+        "label": args.label,
+        "pixel_size_a": pixel,
+        "box_px": box,
+        "unmasked": _summary(unmasked),
+    }
+    curves = {"unmasked": unmasked.fsc}
+    headline = unmasked
+    if args.mask:
+        mask = read_volume(args.mask)
+        check_volume_matches(mask, box, pixel, "mask")
+        result = masked_fsc(half1.data, half2.data, mask.data, pixel)
+        table["fsc_masked"] = result.masked.fsc
+        table["fsc_phase_randomised"] = result.randomised_masked.fsc
+        table["fsc_corrected"] = result.corrected.fsc
+        summary["masked_corrected"] = _summary(result.corrected)
+        summary["phase_randomised_from_a"] = round(
+            float(unmasked.resolution_a[min(result.randomised_from_shell, len(unmasked.fsc) - 1)]),
+            3,
+        )
+        curves["masked, corrected"] = result.corrected.fsc
+        headline = result.corrected
+    if args.reference and args.full:
+        full, reference = read_volume(args.full), read_volume(args.reference)
+        for volume, name in ((full, "full map"), (reference, "reference")):
+            check_volume_matches(volume, box, pixel, name)
+        versus = fsc(full.data, reference.data, pixel)
+        table["fsc_full_vs_reference"] = versus.fsc
+        table["expected_from_halves"] = expected_correlation_with_truth(unmasked.fsc)
+        summary["full_vs_reference"] = _summary(versus)
+        curves["full vs reference"] = versus.fsc
+    summary["resolution_0143_a"] = round(headline.resolution_at(0.143), 3)
+    summary["resolution_05_a"] = round(headline.resolution_at(0.5), 3)
+    logger.info(
+        "%s: %.2f Å (FSC 0.143), %.2f Å (FSC 0.5)",
+        args.label,
+        summary["resolution_0143_a"],
+        summary["resolution_05_a"],
+    )
+    with atomic_path(args.out_tsv) as tmp:
+        table.replace([np.inf], np.nan).to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+    write_text_atomic(args.out_json, json.dumps(summary, indent=2) + "\n")
+    plot_fsc(args.out_png, unmasked.resolution_a, curves, f"FSC: {args.label}")

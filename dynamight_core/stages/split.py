@@ -1,0 +1,26 @@
+"""Stage ``split-halves``: the two independent half sets, saved for all later stages."""
+
+from __future__ import annotations
+
+import argparse
+
+from dynamight_core.io.stacks import validate_stacks
+from dynamight_core.io.star import read_particles
+from dynamight_core.reconstruct.halves import assign_halves, write_halves
+from dynamight_core.stages.common import add_particle_arguments
+
+HELP = "assign particles to half sets (rlnRandomSubset if present, else a seeded split)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of the split stage."""
+    add_particle_arguments(parser)
+    parser.add_argument("--out", required=True, help="half-set CSV to write")
+    parser.add_argument("--seed", type=int, default=0, help="seed when rlnRandomSubset is absent")
+
+
+def run(args: argparse.Namespace) -> None:
+    """Validate the particles and write the half-set assignment."""
+    particle_set = read_particles(args.star, args.project_root)
+    validate_stacks(particle_set)
+    write_halves(args.out, particle_set, assign_halves(particle_set, args.seed))
