@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import logging
+import os
+import platform
+import socket
 import sys
+import time
 from collections.abc import Sequence
 
 from dynamight_core._version import __version__
@@ -22,10 +27,35 @@ STAGES = {
     "split-halves": "dynamight_core.stages.split",
     "reconstruct": "dynamight_core.stages.reconstruct",
     "fsc": "dynamight_core.stages.fsc",
+    "provenance": "dynamight_core.stages.provenance",
 }
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILURE = 1
+
+
+def write_run_record(path: str, stage: str, started: float) -> None:
+    """JSON record of a finished stage: what ran, where, on which device, with which code."""
+    import torch
+
+    from dynamight_core.device import describe_device
+    from dynamight_core.io.files import write_text_atomic
+
+    record = {
+        "stage": stage,
+        "argv": sys.argv,
+        "dynamight_core": __version__,
+        "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "seconds": round(time.time() - started, 3),
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        "device": describe_device(),
+    }
+    write_text_atomic(path, json.dumps(record, indent=2) + "\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,6 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
             formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         )
         sub.add_argument("--log-level", default="INFO", help="logging level")
+        sub.add_argument(
+            "--record",
+            default=None,
+            help="write a JSON record of this run (host, device, versions, time)",
+        )
         module.add_arguments(sub)
         sub.set_defaults(module=module)
     return parser
@@ -55,8 +90,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level)
     logger.info("dynamight-core %s: %s", __version__, " ".join(sys.argv))
+    started = time.time()
     try:
         args.module.run(args)
+        if args.record:
+            write_run_record(args.record, args.stage, started)
     except InputError as err:
         logger.error("bad input: %s", err)
         return EXIT_BAD_INPUT

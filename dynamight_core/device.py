@@ -6,14 +6,61 @@ on the CPU otherwise; no stage hard-codes a GPU index.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import random
+import tempfile
+from pathlib import Path
+from typing import IO
 
 import numpy as np
 import torch
 
 logger = logging.getLogger(__name__)
+
+_selected: dict[str, str] = {}
+_held_locks: list[IO[str]] = []
+
+
+def claim_gpu(count: int, lock_dir: Path | None = None) -> int | None:
+    """Claim a GPU that no other dynamight process on this machine holds.
+
+    On a workstation several stages may run at once (``--resources gpu=N``) and nothing
+    assigns GPUs to them; each stage takes an exclusive lock file per GPU index and keeps
+    it until the process ends. Under SLURM only the allocated GPUs are visible.
+
+    Parameters
+    ----------
+    count
+        Number of visible GPUs.
+    lock_dir
+        Folder for the lock files (the system's temporary folder by default).
+
+    Returns
+    -------
+    int or None
+        The claimed index, or ``None`` when every GPU is held (the caller then shares).
+    """
+    folder = lock_dir or Path(tempfile.gettempdir())
+    for index in range(count):
+        try:
+            handle = open(folder / f"dynamight-gpu-{index}.lock", "a")  # noqa: SIM115
+        except OSError:
+            continue
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            continue
+        _held_locks.append(handle)
+        return index
+    return None
+
+
+def _least_used_gpu(count: int) -> int:
+    free = [torch.cuda.mem_get_info(index)[0] for index in range(count)]
+    return max(range(count), key=free.__getitem__)
 
 
 def select_device(requested: str = "auto") -> torch.device:
@@ -25,16 +72,31 @@ def select_device(requested: str = "auto") -> torch.device:
         ``"auto"`` (CUDA if visible, else CPU), ``"cpu"``, or ``"cuda"``.
     """
     if requested == "auto":
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            device = torch.device("cpu")
+        elif count == 1:
+            device = torch.device("cuda", 0)
+        else:
+            claimed = claim_gpu(count)
+            device = torch.device("cuda", _least_used_gpu(count) if claimed is None else claimed)
     else:
         device = torch.device(requested)
         if device.type == "cuda" and not torch.cuda.is_available():
             raise RuntimeError("device 'cuda' was requested but no GPU is visible to this job")
     if device.type == "cuda":
-        logger.info("device: %s (%s)", device, torch.cuda.get_device_name(device))
+        name = torch.cuda.get_device_name(device)
+        logger.info("device: %s (%s)", device, name)
     else:
-        logger.info("device: cpu (%d threads)", torch.get_num_threads())
+        name = f"cpu ({torch.get_num_threads()} threads)"
+        logger.info("device: %s", name)
+    _selected.update(device=str(device), name=name)
     return device
+
+
+def describe_device() -> dict[str, str]:
+    """The device chosen by :func:`select_device` in this process (empty if none)."""
+    return dict(_selected)
 
 
 def configure_threads(n_threads: int | None = None) -> int:

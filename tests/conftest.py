@@ -48,3 +48,13 @@ def noisy_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def small_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """200 particles with a hinge motion, for I/O and CLI tests."""
     return _simulate(tmp_path_factory.mktemp("small"), n_particles=200, snr=0.1, seed=3)
+
+
+@pytest.fixture(scope="session")
+def local_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo workflow run end to end with the local executor."""
+    from workflow_tools import make_workdir, ok, snakemake
+
+    workdir = make_workdir(tmp_path_factory.mktemp("local_run"))
+    ok(snakemake(workdir, "--cores", "2"))
+    return workdir

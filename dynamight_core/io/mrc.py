@@ -9,10 +9,19 @@ from pathlib import Path
 import mrcfile
 import numpy as np
 
+from dynamight_core._version import __version__
 from dynamight_core.errors import InputError
 from dynamight_core.io.files import atomic_path
 
 logger = logging.getLogger(__name__)
+
+_LABEL = f"dynamight-core {__version__}".encode()
+
+
+def _label(mrc: mrcfile.mrcfile.MrcFile) -> None:
+    """Replace mrcfile's time-stamped label, so identical data give identical files."""
+    mrc.header.label[0] = _LABEL
+    mrc.header.nlabl = 1
 
 
 @dataclass(frozen=True)
@@ -117,6 +126,7 @@ def write_volume(path: str | Path, data: np.ndarray, voxel_size_a: float) -> Non
     with atomic_path(path) as tmp, mrcfile.new(tmp, overwrite=True) as mrc:
         mrc.set_data(np.ascontiguousarray(data, dtype=np.float32))
         mrc.voxel_size = voxel_size_a
+        _label(mrc)
     logger.debug("wrote %s", path)
 
 
@@ -144,6 +154,7 @@ class StackWriter:
         )
         self._mrc.set_image_stack()
         self._mrc.voxel_size = pixel_size_a
+        _label(self._mrc)
 
     def __enter__(self) -> StackWriter:
         return self

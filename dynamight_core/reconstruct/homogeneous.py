@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from dynamight_core.io.checkpoint import Checkpointer
 from dynamight_core.io.stacks import ImageSource
 from dynamight_core.io.star import ParticleSet
 from dynamight_core.logs import progress
@@ -50,27 +51,76 @@ class HalfMapResult:
     regulariser2: np.ndarray
 
 
-def accumulate(
+def _batches(indices: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    return [indices[i : i + batch_size] for i in range(0, len(indices), batch_size)]
+
+
+def _insert_batch(
+    accumulator: FourierAccumulator,
     particle_set: ParticleSet,
     source: ImageSource,
-    indices: np.ndarray,
+    batch: np.ndarray,
+    device: torch.device,
+) -> None:
+    pixel = particle_set.pixel_size_a
+    images = torch.from_numpy(source.read(batch)).to(device)
+    shifts_px = particle_set.shifts_a(batch, device) / pixel
+    slices = padded_centred_transform(images, shifts_px, accumulator.pad)
+    ctf = compute_ctf(particle_set.ctf_parameters(batch, device), accumulator.size, pixel)
+    accumulator.insert(slices, ctf, particle_set.rotations(batch, device))
+
+
+def accumulate_tasks(
+    particle_set: ParticleSet,
+    source: ImageSource,
+    tasks: list[np.ndarray],
     pad: int,
     batch_size: int,
     device: torch.device,
-    label: str,
-) -> FourierAccumulator:
-    """Insert the particles ``indices`` into a new :class:`FourierAccumulator`."""
-    accumulator = FourierAccumulator(particle_set.box_px, pad, device)
-    size = accumulator.size
-    pixel = particle_set.pixel_size_a
-    batches = [indices[i : i + batch_size] for i in range(0, len(indices), batch_size)]
-    for batch in progress(batches, len(batches), f"backprojecting {label}", logger):
-        images = torch.from_numpy(source.read(batch)).to(device)
-        shifts_px = particle_set.shifts_a(batch, device) / pixel
-        slices = padded_centred_transform(images, shifts_px, pad)
-        ctf = compute_ctf(particle_set.ctf_parameters(batch, device), size, pixel)
-        accumulator.insert(slices, ctf, particle_set.rotations(batch, device))
-    return accumulator
+    checkpointer: Checkpointer | None = None,
+) -> list[FourierAccumulator]:
+    """Insert each task's particles into its own accumulator, resumably.
+
+    Finished tasks are saved once (``task_<i>``); the running task is saved every
+    ``checkpointer.every`` batches (``running``). On restart, finished tasks are loaded
+    and the running one continues from its last saved batch, so the sums are the same
+    as those of an uninterrupted run.
+    """
+    accumulators: list[FourierAccumulator] = []
+    running = checkpointer.load("running") if checkpointer else None
+    for number, indices in enumerate(tasks):
+        accumulator = FourierAccumulator(particle_set.box_px, pad, device)
+        finished = checkpointer.load(f"task_{number}") if checkpointer else None
+        if finished is not None:
+            accumulator.load_state(finished)
+            accumulators.append(accumulator)
+            logger.info("resuming: task %d/%d restored from its checkpoint", number + 1, len(tasks))
+            continue
+        batches = _batches(indices, batch_size)
+        first = 0
+        if running is not None and running["task"] == number:
+            accumulator.load_state(running)
+            first = int(running["batch"])
+            logger.info(
+                "resuming from checkpoint: task %d/%d at batch %d of %d",
+                number + 1,
+                len(tasks),
+                first,
+                len(batches),
+            )
+        steps = range(first, len(batches))
+        for step in progress(
+            steps, len(steps), f"backprojecting task {number + 1}/{len(tasks)}", logger
+        ):
+            _insert_batch(accumulator, particle_set, source, batches[step], device)
+            if checkpointer and checkpointer.due(step + 1) and step + 1 < len(batches):
+                checkpointer.save(
+                    "running", {"task": number, "batch": step + 1, **accumulator.state()}
+                )
+        if checkpointer:
+            checkpointer.save(f"task_{number}", accumulator.state())
+        accumulators.append(accumulator)
+    return accumulators
 
 
 def regulariser_from_quarters(
@@ -90,35 +140,6 @@ def regulariser_from_quarters(
     return (mean_weight / (tau2_fudge * snr_half)).clamp(min=1e-12)
 
 
-def reconstruct_half(
-    particle_set: ParticleSet,
-    source: ImageSource,
-    indices: np.ndarray,
-    pad: int,
-    batch_size: int,
-    device: torch.device,
-    tau2_fudge: float,
-    label: str,
-) -> tuple[np.ndarray, torch.Tensor, FourierAccumulator]:
-    """One half map from its own particles only; returns (map, regulariser, sums)."""
-    quarters = [
-        accumulate(
-            particle_set,
-            source,
-            indices[offset::2],
-            pad,
-            batch_size,
-            device,
-            f"{label} quarter {offset + 1}",
-        )
-        for offset in (0, 1)
-    ]
-    regulariser = regulariser_from_quarters(*quarters, particle_set.pixel_size_a, tau2_fudge)
-    total = quarters[0].merged(quarters[1])
-    volume = total.reconstruct(regulariser.to(device)).cpu().numpy()
-    return volume, regulariser, total
-
-
 def reconstruct_half_maps(
     particle_set: ParticleSet,
     source: ImageSource,
@@ -127,6 +148,7 @@ def reconstruct_half_maps(
     batch_size: int = 64,
     device: torch.device | None = None,
     tau2_fudge: float = 1.0,
+    checkpointer: Checkpointer | None = None,
 ) -> HalfMapResult:
     """Reconstruct two independent half maps and the full map.
 
@@ -146,15 +168,23 @@ def reconstruct_half_maps(
         Compute device (CPU if ``None``).
     tau2_fudge
         Multiplies the estimated signal power (``tau^2``), as RELION's ``--tau2_fudge``.
+    checkpointer
+        Saves progress so that an interrupted run resumes where it stopped.
     """
     device = device or torch.device("cpu")
-    maps, regularisers, sums = [], [], []
+    tasks = []
     for half in (1, 2):
         indices = np.flatnonzero(halves == half)
-        volume, regulariser, total = reconstruct_half(
-            particle_set, source, indices, pad, batch_size, device, tau2_fudge, f"half {half}"
+        tasks.extend([indices[0::2], indices[1::2]])  # two quarters of each half
+    quarters = accumulate_tasks(particle_set, source, tasks, pad, batch_size, device, checkpointer)
+    maps, regularisers, sums = [], [], []
+    for half in (0, 1):
+        quarter_a, quarter_b = quarters[2 * half], quarters[2 * half + 1]
+        regulariser = regulariser_from_quarters(
+            quarter_a, quarter_b, particle_set.pixel_size_a, tau2_fudge
         )
-        maps.append(volume)
+        total = quarter_a.merged(quarter_b)
+        maps.append(total.reconstruct(regulariser.to(device)).cpu().numpy())
         regularisers.append(regulariser)
         sums.append(total)
     full_regulariser = 0.5 * (regularisers[0] + regularisers[1])

@@ -133,6 +133,18 @@ class FourierAccumulator:
             index = (iz * size + iy) * half + ix
             self.sums.index_add_(0, index, values * (wx * wy * wz)[:, None])
 
+    def state(self) -> dict[str, torch.Tensor | int]:
+        """The sums and image count, for a checkpoint."""
+        return {"sums": self.sums.cpu(), "n_images": self.n_images}
+
+    def load_state(self, state: dict[str, torch.Tensor | int]) -> None:
+        """Restore sums saved by :meth:`state`."""
+        sums = state["sums"]
+        if not isinstance(sums, torch.Tensor) or sums.shape != self.sums.shape:
+            raise ValueError("checkpoint sums do not fit this accumulator's grid")
+        self.sums = sums.to(self.device)
+        self.n_images = int(state["n_images"])
+
     def merged(self, other: FourierAccumulator) -> FourierAccumulator:
         """A new accumulator holding the sums of both."""
         total = FourierAccumulator(self.box_px, self.pad, self.device)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from dynamight_core.io.checkpoint import Checkpointer
+from dynamight_core.io.files import sha256_file
 from dynamight_core.io.mrc import write_volume
 from dynamight_core.io.stacks import ImageSource, validate_stacks
 from dynamight_core.io.star import read_particles
@@ -28,6 +30,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pad", type=int, default=2, help="Fourier padding factor")
     parser.add_argument("--batch-size", type=int, default=64, help="particles per batch")
     parser.add_argument(
+        "--checkpoint-dir",
+        default=None,
+        help="folder for the internal checkpoint (resume after a kill); removed on success",
+    )
+    parser.add_argument(
+        "--checkpoint-every", type=int, default=16, help="save the checkpoint every N batches"
+    )
+    parser.add_argument(
         "--tau2-fudge",
         type=float,
         default=1.0,
@@ -43,6 +53,17 @@ def run(args: argparse.Namespace) -> None:
     halves = read_halves(args.halves, particle_set)
     device = compute_device(args)
     source = ImageSource(particle_set)
+    checkpointer = None
+    if args.checkpoint_dir:
+        settings = {
+            "star_sha256": sha256_file(args.star),
+            "halves_sha256": sha256_file(args.halves),
+            "pad": args.pad,
+            "batch_size": args.batch_size,
+        }
+        checkpointer = Checkpointer(
+            args.checkpoint_dir, "reconstruct", settings, args.checkpoint_every
+        )
     result = reconstruct_half_maps(
         particle_set,
         source,
@@ -51,9 +72,12 @@ def run(args: argparse.Namespace) -> None:
         batch_size=args.batch_size,
         device=device,
         tau2_fudge=args.tau2_fudge,
+        checkpointer=checkpointer,
     )
     source.close()
     pixel = particle_set.pixel_size_a
     write_volume(args.out_half1, result.half1, pixel)
     write_volume(args.out_half2, result.half2, pixel)
     write_volume(args.out_full, result.full, pixel)
+    if checkpointer:
+        checkpointer.clear()

@@ -1,0 +1,27 @@
+"""DynaMight workflow: motions from cryo-EM particles and improved maps.
+
+Run `snakemake --profile slurm` on a cluster, `snakemake --profile profiles/local` on a
+workstation; settings are in config.yaml.
+"""
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/prepare.smk"
+include: "workflow/rules/consensus.smk"
+include: "workflow/rules/report.smk"
+
+
+report: "workflow/report/workflow.rst"
+
+
+rule all:
+    default_target: True
+    input:
+        final_outputs(),

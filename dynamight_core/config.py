@@ -1,0 +1,323 @@
+"""Workflow configuration: the schema of ``config.yaml``, its defaults and its validation.
+
+Standard library only, so the Snakefile can import it without torch. Validation collects
+every problem (unknown keys with a did-you-mean, wrong types, values out of range, missing
+input files) and raises one :class:`ConfigError` listing them all, before any job runs.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Key:
+    """One configuration value.
+
+    Attributes
+    ----------
+    kind
+        ``"int"``, ``"float"``, ``"bool"``, ``"str"`` or ``"path"``.
+    default
+        Default value.
+    help
+        One-line description, with the unit.
+    minimum, maximum
+        Inclusive bounds for numbers.
+    choices
+        Allowed values for strings.
+    nullable
+        ``None`` (YAML ``null``) is allowed.
+    must_exist
+        For paths: the file must exist unless a workflow rule produces it.
+    """
+
+    kind: str
+    default: Any
+    help: str
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[str, ...] | None = None
+    nullable: bool = False
+    must_exist: bool = False
+
+
+def _resources(gpu: int, cpus: int, mem_mb: int, runtime_min: int) -> dict[str, Key]:
+    return {
+        "gpu": Key("int", gpu, "GPUs requested (0 or 1)", 0, 1),
+        "cpus": Key("int", cpus, "CPU cores (threads) requested", 1, 256),
+        "mem_mb": Key("int", mem_mb, "memory in MB, multiplied by the attempt on retry", 100),
+        "runtime_min": Key(
+            "int", runtime_min, "wall time in minutes, multiplied by the attempt on retry", 1
+        ),
+    }
+
+
+SCHEMA: dict[str, dict[str, Any]] = {
+    "output_dir": Key("path", "results", "folder for every output, log and checkpoint"),
+    "inputs": {
+        "particles": Key(
+            "path",
+            "results/simulated/particles.star",
+            "RELION particle STAR file (the default is made by rule simulate)",
+            must_exist=True,
+        ),
+        "project_root": Key(
+            "path",
+            None,
+            "RELION project folder that rlnImageName paths are "
+            "relative to (null: the STAR file's folder)",
+            nullable=True,
+        ),
+        "mask": Key(
+            "path",
+            "results/simulated/mask.mrc",
+            "soft mask for the masked FSC (null: none)",
+            nullable=True,
+            must_exist=True,
+        ),
+        "reference_map": Key(
+            "path",
+            "results/simulated/truth/average.mrc",
+            "map to validate against, e.g. a ground truth (null: none)",
+            nullable=True,
+            must_exist=True,
+        ),
+    },
+    "simulate": {
+        "out_dir": Key("path", "results/simulated", "where rule simulate writes the demo data"),
+        "n_particles": Key("int", 2000, "number of particles", 2),
+        "box_px": Key("int", 64, "box size in pixels (even)", 16),
+        "pixel_size_a": Key("float", 2.0, "pixel size in Å", 0.1),
+        "snr": Key("float", 0.1, "signal-to-noise ratio (see README); <= 0 for no noise"),
+        "motion": Key("str", "hinge", "simulated motion", choices=("hinge", "interpolate", "none")),
+        "max_angle_deg": Key("float", 15.0, "largest hinge angle in degrees", 0.0, 180.0),
+        "width_a": Key("float", 3.2, "width (standard deviation) of the pseudo-atoms in Å", 0.1),
+        "seed": Key("int", 0, "random seed of the simulation"),
+    },
+    "split": {
+        "seed": Key("int", 0, "seed of the half-set split when rlnRandomSubset is absent"),
+    },
+    "reconstruct": {
+        "pad": Key("int", 2, "Fourier padding factor", 1, 4),
+        "batch_size": Key("int", 64, "particles per batch", 1),
+        "tau2_fudge": Key("float", 1.0, "multiplies the FSC-derived signal power", 0.01),
+        "checkpoint_every": Key("int", 16, "save the internal checkpoint every N batches", 1),
+    },
+    "resources": {
+        "simulate": _resources(0, 2, 4000, 30),
+        "split_halves": _resources(0, 1, 2000, 10),
+        "reconstruct_consensus": _resources(1, 4, 16000, 120),
+        "fsc_consensus": _resources(0, 1, 4000, 10),
+    },
+}
+
+
+class ConfigError(ValueError):
+    """The configuration has problems; the message lists all of them."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{source}: {len(problems)} problem(s) in the configuration:\n{lines}")
+
+
+def defaults(schema: Mapping[str, Any] = SCHEMA) -> dict[str, Any]:
+    """Nested dictionary of default values."""
+    return {
+        name: (spec.default if isinstance(spec, Key) else defaults(spec))
+        for name, spec in schema.items()
+    }
+
+
+def _coerce(spec: Key, value: Any) -> Any:
+    """Numbers, booleans and null given as text (``--config`` passes nested values as text)."""
+    if spec.nullable and isinstance(value, str) and value.strip() in ("null", "None", "~"):
+        return None
+    if not isinstance(value, str) or spec.kind not in ("int", "float", "bool"):
+        return value
+    text = value.strip()
+    if spec.kind == "bool":
+        return {"true": True, "false": False}.get(text.lower(), value)
+    try:
+        return int(text) if spec.kind == "int" else float(text)
+    except ValueError:
+        return value
+
+
+def _check_value(key: str, spec: Key, value: Any) -> str | None:
+    """A problem description, or ``None`` when ``value`` fits ``spec``."""
+    if value is None:
+        return None if spec.nullable else f"{key}: expected a value, found null"
+    expected = {
+        "int": "an integer",
+        "float": "a number",
+        "bool": "true or false",
+        "str": "a string",
+        "path": "a path (string)",
+    }[spec.kind]
+    if spec.kind == "int":
+        fits = isinstance(value, int) and not isinstance(value, bool)
+    elif spec.kind == "float":
+        fits = isinstance(value, int | float) and not isinstance(value, bool)
+    elif spec.kind == "bool":
+        fits = isinstance(value, bool)
+    else:
+        fits = isinstance(value, str) and value != ""
+    if not fits:
+        return f"{key}: expected {expected}, found {value!r} ({type(value).__name__})"
+    if spec.choices is not None and value not in spec.choices:
+        return f"{key}: expected one of {', '.join(spec.choices)}, found {value!r}"
+    if spec.minimum is not None and value < spec.minimum:
+        return f"{key}: expected a value >= {spec.minimum:g}, found {value!r}"
+    if spec.maximum is not None and value > spec.maximum:
+        return f"{key}: expected a value <= {spec.maximum:g}, found {value!r}"
+    return None
+
+
+def _merge(
+    schema: Mapping[str, Any], values: Mapping[str, Any], prefix: str, problems: list[str]
+) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for name in values:
+        if name not in schema:
+            close = difflib.get_close_matches(str(name), list(schema), n=1)
+            hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
+            problems.append(f"{prefix}{name}: unknown key{hint}")
+    for name, spec in schema.items():
+        key = f"{prefix}{name}"
+        if isinstance(spec, Key):
+            value = _coerce(spec, values.get(name, spec.default))
+            problem = _check_value(key, spec, value)
+            if problem:
+                problems.append(problem)
+            merged[name] = value
+        else:
+            sub = values.get(name, {})
+            if not isinstance(sub, Mapping):
+                problems.append(f"{key}: expected a section (mapping), found {sub!r}")
+                sub = {}
+            merged[name] = _merge(spec, sub, f"{key}.", problems)
+    return merged
+
+
+def _missing_files(
+    schema: Mapping[str, Any],
+    values: Mapping[str, Any],
+    prefix: str,
+    produced: set[str],
+    base: Path,
+    problems: list[str],
+) -> None:
+    for name, spec in schema.items():
+        key = f"{prefix}{name}"
+        value = values.get(name)
+        if isinstance(spec, Key):
+            if spec.must_exist and isinstance(value, str) and value not in produced:
+                path = Path(value) if Path(value).is_absolute() else base / value
+                if not path.exists():
+                    problems.append(
+                        f"{key}: file '{value}' does not exist (and no rule of "
+                        "the workflow makes it)"
+                    )
+        elif isinstance(value, Mapping):
+            _missing_files(spec, value, f"{key}.", produced, base, problems)
+
+
+def produced_by_workflow(config: Mapping[str, Any]) -> set[str]:
+    """Input paths that rule ``simulate`` creates (the demo data)."""
+    out_dir = str(config["simulate"]["out_dir"]).rstrip("/")
+    return {f"{out_dir}/particles.star", f"{out_dir}/mask.mrc", f"{out_dir}/truth/average.mrc"}
+
+
+def validate(
+    values: Mapping[str, Any] | None,
+    source: str = "config.yaml",
+    base: Path | None = None,
+    check_files: bool = True,
+) -> dict[str, Any]:
+    """Merge ``values`` over the defaults and check everything.
+
+    Parameters
+    ----------
+    values
+        The configuration as loaded from YAML (may be partial).
+    source
+        Name of the configuration for the message.
+    base
+        Folder that relative paths are relative to (the working directory by default).
+    check_files
+        Also check that input files exist (unless the workflow makes them).
+
+    Returns
+    -------
+    dict
+        The complete configuration.
+
+    Raises
+    ------
+    ConfigError
+        Listing every problem found.
+    """
+    problems: list[str] = []
+    merged = _merge(SCHEMA, values or {}, "", problems)
+    if not problems and check_files:
+        _missing_files(
+            SCHEMA, merged, "", produced_by_workflow(merged), base or Path.cwd(), problems
+        )
+    if problems:
+        raise ConfigError(source, problems)
+    return merged
+
+
+def describe(schema: Mapping[str, Any] = SCHEMA, prefix: str = "") -> list[tuple[str, Key]]:
+    """Flat list of ``(dotted key, Key)`` for documentation and tests."""
+    rows: list[tuple[str, Key]] = []
+    for name, spec in schema.items():
+        if isinstance(spec, Key):
+            rows.append((f"{prefix}{name}", spec))
+        else:
+            rows.extend(describe(spec, f"{prefix}{name}."))
+    return rows
+
+
+HEADER = """\
+# DynaMight workflow configuration. Every key is optional: a missing key takes the value
+# shown here. Units are in the comments (Å, px, MB, minutes). Validation runs before any
+# job and lists every problem (unknown keys, wrong types, out-of-range values, missing
+# files). As shipped, the inputs point at the demo data that rule `simulate` makes.
+# Regenerate with: python -m dynamight_core.config > config.yaml
+"""
+
+
+def _yaml_value(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def render_yaml(schema: Mapping[str, Any] = SCHEMA, indent: int = 0) -> str:
+    """The default configuration as commented YAML."""
+    lines: list[str] = [HEADER] if indent == 0 else []
+    pad = " " * indent
+    for name, spec in schema.items():
+        if isinstance(spec, Key):
+            lines.append(f"{pad}{name}: {_yaml_value(spec.default)}  # {spec.help}")
+        else:
+            if indent == 0:
+                lines.append("")
+            lines.append(f"{pad}{name}:")
+            lines.append(render_yaml(spec, indent + 2).rstrip("\n"))
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.stdout.write(render_yaml())

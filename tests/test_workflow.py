@@ -1,0 +1,127 @@
+"""The Snakemake workflow: lint, formatting, validation, a full local run and caching."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from workflow_tools import BIN, REPO, make_workdir, ok, planned_jobs, snakemake
+
+pytestmark = pytest.mark.slow
+
+ALL_RULES = {
+    "simulate",
+    "split_halves",
+    "reconstruct_consensus",
+    "fsc_consensus",
+    "provenance",
+    "all",
+}
+
+
+def test_lint_is_clean() -> None:
+    output = ok(snakemake(REPO, "--lint", configfiles=()))
+    assert "Lints for" not in output
+
+
+def test_snakefmt_is_clean() -> None:
+    result = subprocess.run(
+        [str(BIN / "snakefmt"), "--check", "Snakefile", "workflow"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_dry_run_plans_every_stage(tmp_path: Path) -> None:
+    output = ok(snakemake(make_workdir(tmp_path), "--dry-run"))
+    assert set(planned_jobs(output)) == ALL_RULES
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("reconstruct={pda: 2}", "reconstruct.pda: unknown key (did you mean 'reconstruct.pad'?)"),
+        ("reconstruct={batch_size: sixty}", "reconstruct.batch_size: expected an integer"),
+        ("reconstruct={pad: 9}", "reconstruct.pad: expected a value <= 4, found 9"),
+        (
+            "inputs={particles: missing.star}",
+            "inputs.particles: file 'missing.star' does not exist",
+        ),
+    ],
+)
+def test_bad_config_fails_before_any_job(tmp_path: Path, override: str, message: str) -> None:
+    workdir = make_workdir(tmp_path)
+    result = snakemake(workdir, "--cores", "1", "--config", override)
+    assert result.returncode != 0
+    assert message in result.stdout + result.stderr
+    assert not (workdir / "results").exists(), "a job ran despite the bad configuration"
+
+
+def test_demo_writes_report_and_provenance(local_run: Path) -> None:
+    summary = json.loads((local_run / "results/consensus/fsc.json").read_text())
+    assert 4.0 < summary["resolution_0143_a"] < 30.0
+    provenance = json.loads((local_run / "results/provenance.json").read_text())
+    for key in ("config", "inputs_sha256", "packages", "code", "seeds", "host", "stages"):
+        assert key in provenance, key
+    assert provenance["seeds"] == {"simulate.seed": 0, "split.seed": 0}
+    assert any(path.endswith("particles.mrcs") for path in provenance["inputs_sha256"])
+    assert provenance["stages"]["reconstruct_consensus"]["device"]["device"] == "cpu"
+    assert provenance["packages"]["torch"]
+
+
+def test_html_report_builds(local_run: Path) -> None:
+    ok(snakemake(local_run, "--report", "report.html"))
+    assert (local_run / "report.html").stat().st_size > 10_000
+
+
+def test_second_run_does_nothing(local_run: Path) -> None:
+    output = ok(snakemake(local_run, "--cores", "2"))
+    assert "Nothing to be done" in output
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("reconstruct={tau2_fudge: 2.0}", {"reconstruct_consensus", "fsc_consensus", "provenance"}),
+        (
+            "split={seed: 7}",
+            {"split_halves", "reconstruct_consensus", "fsc_consensus", "provenance"},
+        ),
+        ("simulate={snr: 0.05}", ALL_RULES - {"all"}),
+    ],
+)
+def test_parameter_change_reruns_stage_and_descendants(
+    local_run: Path, override: str, expected: set[str]
+) -> None:
+    output = ok(snakemake(local_run, "--dry-run", "--config", override))
+    assert set(planned_jobs(output)) - {"all"} == expected
+
+
+def test_touching_unrelated_files_does_nothing(local_run: Path) -> None:
+    (local_run / "notes.txt").write_text("unrelated")
+    (local_run / "results" / "README.md").touch()
+    output = ok(snakemake(local_run, "--dry-run"))
+    assert "Nothing to be done" in output
+
+
+def test_failed_job_keeps_a_log_that_says_what_to_do(local_run: Path, tmp_path: Path) -> None:
+    """A STAR file without rlnAngleTilt passes config validation but fails in its job."""
+    workdir = make_workdir(tmp_path)
+    data = workdir / "data"
+    shutil.copytree(local_run / "results" / "simulated", data)
+    star = data / "particles.star"
+    star.write_text(star.read_text().replace("_rlnAngleTilt", "_rlnAngleTiltX"))
+    overrides = f"inputs={{particles: {star}, mask: null, reference_map: null}}"
+    result = snakemake(workdir, "--cores", "1", "--config", overrides)
+    assert result.returncode != 0
+    log = workdir / "results/logs/split_halves.log"
+    assert str(log.relative_to(workdir)) in result.stdout + result.stderr
+    text = log.read_text()
+    assert "bad input" in text and "rlnAngleTilt" in text and "expected a column" in text
+    assert not (workdir / "results/halves.csv").exists()

@@ -1,0 +1,95 @@
+"""The demo workflow through a real one-node SLURM cluster (started by tests/slurm/up.sh)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+import pytest
+from workflow_tools import REPO, make_workdir, ok, snakemake
+
+pytestmark = [pytest.mark.slow, pytest.mark.slurm]
+
+GPU_RULES = {"reconstruct_consensus"}
+CPU_RULES = {"simulate", "split_halves", "fsc_consensus"}
+
+
+def _cannot_start(reason: str) -> None:
+    """Skip with the reason on a developer machine; in CI the cluster must start."""
+    message = f"SLURM test cluster not available: {reason}"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> None:
+    if os.geteuid() != 0:
+        _cannot_start("starting slurmctld/slurmd and writing /etc/slurm needs root")
+    try:
+        started = subprocess.run(
+            ["bash", str(REPO / "tests/slurm/up.sh")],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as error:
+        _cannot_start(str(error))
+    if started.returncode != 0:
+        _cannot_start((started.stdout + started.stderr)[-2000:])
+    yield
+    subprocess.run(
+        ["bash", str(REPO / "tests/slurm/down.sh")], capture_output=True, check=False, timeout=300
+    )
+
+
+def _accounting(since: str) -> dict[str, dict[str, str]]:
+    """Rule -> {'tres': AllocTRES, 'state': State} for jobs submitted since ``since``."""
+    result = subprocess.run(
+        [
+            "sacct",
+            "-X",
+            "--parsable2",
+            "--noheader",
+            "-S",
+            since,
+            "--format=JobID,Comment,AllocTRES,State",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    jobs = {}
+    for line in result.stdout.splitlines():
+        _, comment, tres, state = line.split("|")
+        if comment.startswith("rule_"):
+            jobs[comment.removeprefix("rule_")] = {"tres": tres, "state": state}
+    return jobs
+
+
+def test_demo_through_slurm(slurm_cluster: None, local_run: Path, tmp_path: Path) -> None:
+    since = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() - 1))
+    workdir = make_workdir(tmp_path)
+    ok(snakemake(workdir, "--profile", str(REPO / "tests/slurm/profile")))
+
+    jobs = _accounting(since)
+    assert set(jobs) == GPU_RULES | CPU_RULES, jobs
+    for rule, job in jobs.items():
+        assert job["state"] == "COMPLETED", (rule, job)
+        assert ("gres/gpu=1" in job["tres"]) == (rule in GPU_RULES), (rule, job["tres"])
+
+    # two clean runs with the same configuration give the same report numbers and maps
+    for name in ("consensus/fsc.json", "consensus/fsc.tsv"):
+        assert (workdir / "results" / name).read_text() == (
+            local_run / "results" / name
+        ).read_text(), name
+    for name in ("half1", "half2", "full"):
+        np.testing.assert_array_equal(
+            mrcfile.read(workdir / f"results/consensus/{name}.mrc"),
+            mrcfile.read(local_run / f"results/consensus/{name}.mrc"),
+        )

@@ -1,0 +1,78 @@
+"""Running the workflow from tests: a scratch working folder and a snakemake subprocess."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+SNAKEMAKE = BIN / "snakemake"
+# every stage fits the 2-CPU test machines (and the one-node test cluster)
+CI_OVERLAY = """\
+resources:
+  simulate: {cpus: 2}
+  reconstruct_consensus: {cpus: 2}
+"""
+
+
+def make_workdir(folder: Path) -> Path:
+    """A working folder with the shipped config.yaml and the CI resource overlay."""
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / "config.yaml", folder / "config.yaml")
+    (folder / "ci.yaml").write_text(CI_OVERLAY)
+    return folder
+
+
+def snakemake(
+    workdir: Path,
+    *args: str,
+    timeout: float = 1200,
+    popen: bool = False,
+    configfiles: tuple[str, ...] = ("config.yaml", "ci.yaml"),
+) -> subprocess.CompletedProcess[str] | subprocess.Popen[str]:
+    """Run snakemake on the repository's Snakefile in ``workdir``."""
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    command = [str(SNAKEMAKE), "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir)]
+    if configfiles:
+        command += ["--configfile", *configfiles]
+    command += list(args)
+    if popen:
+        return subprocess.Popen(
+            command,
+            cwd=workdir,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+    return subprocess.run(
+        command, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def planned_jobs(output: str) -> dict[str, int]:
+    """Rule -> job count from the 'Job stats' table of a dry run."""
+    jobs: dict[str, int] = {}
+    lines = output.splitlines()
+    try:
+        start = next(i for i, line in enumerate(lines) if line.startswith("job ")) + 2
+    except StopIteration:
+        return jobs
+    for line in lines[start:]:
+        match = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if not match or match.group(1) == "total":
+            break
+        jobs[match.group(1)] = int(match.group(2))
+    return jobs
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> str:
+    """Output of a successful run (the test fails with the output's tail otherwise)."""
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout + result.stderr

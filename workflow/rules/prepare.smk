@@ -1,0 +1,56 @@
+"""Demo data and the half-set split."""
+
+
+rule simulate:
+    output:
+        star=f"{SIM}/particles.star",
+        stack=f"{SIM}/particles.mrcs",
+        mask=f"{SIM}/mask.mrc",
+        truth=f"{SIM}/truth.csv",
+        average=f"{SIM}/truth/average.mrc",
+        motion=f"{SIM}/truth/motion.json",
+        record=f"{RECORDS}/simulate.json",
+    log:
+        f"{LOGS}/simulate.log",
+    benchmark:
+        f"{BENCH}/simulate.tsv"
+    conda:
+        "../../envs/dynamight.yaml"
+    threads: threads_for("simulate")
+    resources:
+        gpu=gpus_for("simulate"),
+        mem_mb=mem_for("simulate"),
+        runtime=runtime_for("simulate"),
+    params:
+        out_dir=lambda wildcards, output: str(Path(output.star).parent),
+        settings=flags(CFG["simulate"], skip=("out_dir",)),
+        version=VERSION,
+    shell:
+        "python -m dynamight_core simulate --out {params.out_dir} {params.settings}"
+        " --record {output.record} > {log} 2>&1"
+
+
+rule split_halves:
+    input:
+        star=STAR,
+    output:
+        halves=f"{OUT}/halves.csv",
+        record=f"{RECORDS}/split_halves.json",
+    log:
+        f"{LOGS}/split_halves.log",
+    benchmark:
+        f"{BENCH}/split_halves.tsv"
+    conda:
+        "../../envs/dynamight.yaml"
+    threads: threads_for("split_halves")
+    resources:
+        gpu=gpus_for("split_halves"),
+        mem_mb=mem_for("split_halves"),
+        runtime=runtime_for("split_halves"),
+    params:
+        settings=flags(CFG["split"]),
+        project_root=optional_flag("project-root", INPUTS["project_root"]),
+        version=VERSION,
+    shell:
+        "python -m dynamight_core split-halves --star {input.star} {params.project_root}"
+        " --out {output.halves} {params.settings} --record {output.record} > {log} 2>&1"

@@ -1,0 +1,31 @@
+"""The provenance record of a run."""
+
+
+localrules:
+    provenance,
+
+
+rule provenance:
+    input:
+        star=STAR,
+        records=[
+            f"{RECORDS}/split_halves.json",
+            f"{RECORDS}/reconstruct_consensus.json",
+            f"{RECORDS}/fsc_consensus.json",
+        ],
+        extra=optional_inputs(INPUTS["mask"], INPUTS["reference_map"]),
+    output:
+        f"{OUT}/provenance.json",
+    log:
+        f"{LOGS}/provenance.log",
+    conda:
+        "../../envs/dynamight.yaml"
+    params:
+        config=config_json(),
+        project_root=optional_flag("project-root", INPUTS["project_root"]),
+        code_dir=CODE_DIR,
+        version=VERSION,
+    shell:
+        "python -m dynamight_core provenance --config-json {params.config}"
+        " --star {input.star} {params.project_root} --inputs {input.extra}"
+        " --records {input.records} --code-dir {params.code_dir} --out {output} > {log} 2>&1"
