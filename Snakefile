@@ -15,6 +15,7 @@ configfile: "config.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/prepare.smk"
 include: "workflow/rules/consensus.smk"
+include: "workflow/rules/gaussians.smk"
 include: "workflow/rules/report.smk"
 
 

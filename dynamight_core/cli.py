@@ -27,6 +27,8 @@ STAGES = {
     "split-halves": "dynamight_core.stages.split",
     "reconstruct": "dynamight_core.stages.reconstruct",
     "fsc": "dynamight_core.stages.fsc",
+    "fit-consensus": "dynamight_core.stages.fit_consensus",
+    "warmup": "dynamight_core.stages.warmup",
     "provenance": "dynamight_core.stages.provenance",
 }
 

@@ -100,7 +100,15 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "seed": Key("int", 0, "random seed of the simulation"),
     },
     "split": {
-        "seed": Key("int", 0, "seed of the half-set split when rlnRandomSubset is absent"),
+        "seed": Key(
+            "int",
+            0,
+            "seed of the half-set split (when rlnRandomSubset is absent) and "
+            "of the validation subsets",
+        ),
+        "validation_fraction": Key(
+            "float", 0.1, "fraction of each half set held out for validation", 0.0, 0.5
+        ),
     },
     "reconstruct": {
         "pad": Key("int", 2, "Fourier padding factor", 1, 4),
@@ -108,11 +116,71 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "tau2_fudge": Key("float", 1.0, "multiplies the FSC-derived signal power", 0.01),
         "checkpoint_every": Key("int", 16, "save the internal checkpoint every N batches", 1),
     },
+    "gaussians": {
+        "n_gaussians": Key(
+            "int",
+            None,
+            "number of Gaussians per half set (null: gaussians_per_residue x residues)",
+            1,
+            nullable=True,
+        ),
+        "gaussians_per_residue": Key("float", 2.0, "Gaussians per residue (the paper: 2)", 0.1),
+        "n_residues": Key(
+            "int",
+            None,
+            "sequence length (null: estimated from the map volume "
+            "above the threshold, 130 Å^3 per residue)",
+            1,
+            nullable=True,
+        ),
+        "threshold": Key(
+            "float",
+            None,
+            "density threshold for placing Gaussians (null: the "
+            "map's noise level, at least 10% of its maximum)",
+            nullable=True,
+        ),
+        "use_input_mask": Key(
+            "bool",
+            False,
+            "place and fit Gaussians inside inputs.mask instead of the thresholded map",
+        ),
+        "n_width_classes": Key("int", 2, "shared widths each Gaussian mixes (its own width)", 1, 8),
+        "iterations": Key("int", 800, "Adam steps of the fit to the consensus half map", 1),
+        "seed": Key("int", 0, "seed of the Gaussian placement"),
+    },
+    "warmup": {
+        "epochs": Key("int", 5, "passes over the half set's training particles", 0),
+        "lr_positions": Key(
+            "float",
+            1e-4,
+            "Adam learning rate of positions, in box units (the paper: 1e-4)",
+            1e-8,
+            1.0,
+        ),
+        "lr_shape": Key(
+            "float", 1e-2, "Adam learning rate of log masses, widths and class weights", 1e-8, 1.0
+        ),
+        "batch_size": Key("int", 64, "particles per step", 1),
+        "max_resolution_a": Key(
+            "float",
+            None,
+            "highest resolution in the image loss, in Å (null: Nyquist)",
+            0.1,
+            nullable=True,
+        ),
+        "noise_particles": Key(
+            "int", 1000, "particles used to fit the image scale and the noise spectrum", 1
+        ),
+        "seed": Key("int", 0, "seed of the particle order"),
+    },
     "resources": {
         "simulate": _resources(0, 2, 4000, 30),
         "split_halves": _resources(0, 1, 2000, 10),
         "reconstruct_consensus": _resources(1, 4, 16000, 120),
         "fsc_consensus": _resources(0, 1, 4000, 10),
+        "fit_consensus": _resources(1, 4, 16000, 60),
+        "warmup": _resources(1, 4, 16000, 120),
     },
 }
 

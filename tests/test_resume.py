@@ -17,6 +17,7 @@ from workflow_tools import make_workdir, snakemake
 pytestmark = pytest.mark.slow
 
 CONFIGS = ("config.yaml", "ci.yaml", "resume.yaml")
+TARGET = "results/consensus/full.mrc"
 RESUME_OVERLAY = (
     "simulate: {n_particles: 1000}\nreconstruct: {batch_size: 8, checkpoint_every: 4}\n"
 )
@@ -98,7 +99,9 @@ def _assert_resumed_and_identical(workdir: Path, reference: Path) -> None:
 def test_killed_stage_is_retried_and_resumes(tmp_path: Path) -> None:
     """SIGKILL of the stage (as SLURM does at a time limit): the retry resumes."""
     workdir = _prepared_workdir(tmp_path / "run")
-    process = snakemake(workdir, "--cores", "2", "--retries", "1", configfiles=CONFIGS, popen=True)
+    process = snakemake(
+        workdir, "--cores", "2", "--retries", "1", TARGET, configfiles=CONFIGS, popen=True
+    )
     _wait_for_mid_run_checkpoint(workdir / "results/.checkpoints/reconstruct_consensus", process)
     pid = _stage_pid("reconstruct")
     assert pid is not None, "the reconstruction stage is not running"
@@ -111,13 +114,13 @@ def test_killed_stage_is_retried_and_resumes(tmp_path: Path) -> None:
 def test_killed_workflow_reruns_incomplete_job_and_resumes(tmp_path: Path) -> None:
     """SIGKILL of snakemake and its job (a lost head node): unlock, re-run, resume."""
     workdir = _prepared_workdir(tmp_path / "run")
-    process = snakemake(workdir, "--cores", "2", configfiles=CONFIGS, popen=True)
+    process = snakemake(workdir, "--cores", "2", TARGET, configfiles=CONFIGS, popen=True)
     _wait_for_mid_run_checkpoint(workdir / "results/.checkpoints/reconstruct_consensus", process)
     os.killpg(process.pid, signal.SIGKILL)
     process.communicate(timeout=60)
     assert not (workdir / "results/consensus/full.mrc").exists()
     unlocked = snakemake(workdir, "--unlock", configfiles=CONFIGS)
     assert unlocked.returncode == 0, unlocked.stderr[-2000:]
-    resumed = snakemake(workdir, "--cores", "2", "--rerun-incomplete", configfiles=CONFIGS)
+    resumed = snakemake(workdir, "--cores", "2", "--rerun-incomplete", TARGET, configfiles=CONFIGS)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     _assert_resumed_and_identical(workdir, tmp_path / "uninterrupted")

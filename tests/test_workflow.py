@@ -17,6 +17,8 @@ ALL_RULES = {
     "split_halves",
     "reconstruct_consensus",
     "fsc_consensus",
+    "fit_consensus",
+    "warmup",
     "provenance",
     "all",
 }
@@ -88,11 +90,13 @@ def test_second_run_does_nothing(local_run: Path) -> None:
 @pytest.mark.parametrize(
     ("override", "expected"),
     [
-        ("reconstruct={tau2_fudge: 2.0}", {"reconstruct_consensus", "fsc_consensus", "provenance"}),
+        ("warmup={epochs: 7}", {"warmup", "provenance"}),
+        ("gaussians={iterations: 500}", {"fit_consensus", "warmup", "provenance"}),
         (
-            "split={seed: 7}",
-            {"split_halves", "reconstruct_consensus", "fsc_consensus", "provenance"},
+            "reconstruct={tau2_fudge: 2.0}",
+            {"reconstruct_consensus", "fsc_consensus", "fit_consensus", "warmup", "provenance"},
         ),
+        ("split={seed: 7}", ALL_RULES - {"all", "simulate"}),
         ("simulate={snr: 0.05}", ALL_RULES - {"all"}),
     ],
 )

@@ -14,7 +14,7 @@ from workflow_tools import REPO, make_workdir, ok, snakemake
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 
-GPU_RULES = {"reconstruct_consensus"}
+GPU_RULES = {"reconstruct_consensus", "fit_consensus", "warmup"}
 CPU_RULES = {"simulate", "split_halves", "fsc_consensus"}
 
 
@@ -48,8 +48,8 @@ def slurm_cluster() -> None:
     )
 
 
-def _accounting(since: str) -> dict[str, dict[str, str]]:
-    """Rule -> {'tres': AllocTRES, 'state': State} for jobs submitted since ``since``."""
+def _accounting(since: str) -> dict[str, list[dict[str, str]]]:
+    """Rule -> its jobs' {'tres': AllocTRES, 'state': State}, submitted since ``since``."""
     result = subprocess.run(
         [
             "sacct",
@@ -64,11 +64,12 @@ def _accounting(since: str) -> dict[str, dict[str, str]]:
         text=True,
         check=True,
     )
-    jobs = {}
+    jobs: dict[str, list[dict[str, str]]] = {}
     for line in result.stdout.splitlines():
         _, comment, tres, state = line.split("|")
         if comment.startswith("rule_"):
-            jobs[comment.removeprefix("rule_")] = {"tres": tres, "state": state}
+            rule = comment.removeprefix("rule_").split("_wildcards_")[0]
+            jobs.setdefault(rule, []).append({"tres": tres, "state": state})
     return jobs
 
 
@@ -79,9 +80,11 @@ def test_demo_through_slurm(slurm_cluster: None, local_run: Path, tmp_path: Path
 
     jobs = _accounting(since)
     assert set(jobs) == GPU_RULES | CPU_RULES, jobs
-    for rule, job in jobs.items():
-        assert job["state"] == "COMPLETED", (rule, job)
-        assert ("gres/gpu=1" in job["tres"]) == (rule in GPU_RULES), (rule, job["tres"])
+    assert len(jobs["fit_consensus"]) == len(jobs["warmup"]) == 2  # one job per half set
+    for rule, rule_jobs in jobs.items():
+        for job in rule_jobs:
+            assert job["state"] == "COMPLETED", (rule, job)
+            assert ("gres/gpu=1" in job["tres"]) == (rule in GPU_RULES), (rule, job["tres"])
 
     # two clean runs with the same configuration give the same report numbers and maps
     for name in ("consensus/fsc.json", "consensus/fsc.tsv"):

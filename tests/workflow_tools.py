@@ -17,6 +17,8 @@ CI_OVERLAY = """\
 resources:
   simulate: {cpus: 2}
   reconstruct_consensus: {cpus: 2}
+  fit_consensus: {cpus: 2}
+  warmup: {cpus: 2}
 """
 
 

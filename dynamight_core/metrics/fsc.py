@@ -152,9 +152,11 @@ def masked_fsc(
 ) -> MaskedFsc:
     """Masked FSC corrected for mask-induced correlation by phase randomisation.
 
-    Phases are randomised beyond the shell where the unmasked FSC first falls below 0.8;
-    there the corrected FSC is ``(FSC_masked - FSC_random) / (1 - FSC_random)``
-    (Chen et al., 2013).
+    Phases are randomised beyond the shell where the unmasked FSC first falls below 0.8.
+    As in RELION's post-processing, the corrected FSC equals the masked FSC up to two
+    shells past that point (right at it, leakage from the intact shells inflates the
+    randomised FSC) and ``(FSC_masked - FSC_random) / (1 - FSC_random)`` beyond, or 0
+    where the randomised FSC exceeds the masked one (Chen et al., 2013).
     """
     unmasked = fsc(map1, map2, pixel_size_a)
     below = np.flatnonzero(unmasked.fsc[1:] < RANDOMISE_BELOW_FSC)
@@ -164,9 +166,11 @@ def masked_fsc(
     random2 = randomise_phases(map2, start, seed + 1) * mask
     randomised = fsc(random1, random2, pixel_size_a)
     corrected_values = masked.fsc.copy()
-    outer = np.arange(len(corrected_values)) >= start
+    outer = np.arange(len(corrected_values)) >= start + 2
     noise = np.minimum(randomised.fsc[outer], 0.999)
-    corrected_values[outer] = (masked.fsc[outer] - noise) / (1.0 - noise)
+    corrected_values[outer] = np.where(
+        noise > masked.fsc[outer], 0.0, (masked.fsc[outer] - noise) / (1.0 - noise)
+    )
     corrected = FscCurve(corrected_values, masked.n_voxels, masked.box_px, pixel_size_a)
     return MaskedFsc(unmasked, masked, randomised, corrected, start)
 

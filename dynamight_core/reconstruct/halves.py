@@ -47,10 +47,36 @@ def assign_halves(particle_set: ParticleSet, seed: int) -> np.ndarray:
     return halves
 
 
-def write_halves(path: str | Path, particle_set: ParticleSet, halves: np.ndarray) -> None:
-    """Write the assignment as CSV (``row``, ``rlnImageName``, ``half``), atomically."""
+def assign_validation(halves: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """`(N,)` flags of the particles each half set holds out for validation.
+
+    Each half holds out ``fraction`` of its own particles (at least one), drawn with
+    ``seed`` independently of the other half.
+    """
+    validation = np.zeros(len(halves), dtype=bool)
+    for half in (1, 2):
+        members = np.flatnonzero(halves == half)
+        count = max(1, round(fraction * len(members))) if fraction > 0 else 0
+        chosen = np.random.default_rng([seed, half]).choice(members, size=count, replace=False)
+        validation[chosen] = True
+    return validation
+
+
+def write_halves(
+    path: str | Path,
+    particle_set: ParticleSet,
+    halves: np.ndarray,
+    validation: np.ndarray | None = None,
+) -> None:
+    """Write the assignment as CSV (``row``, ``rlnImageName``, ``half``, ``validation``)."""
+    flags = np.zeros(len(halves), dtype=bool) if validation is None else validation
     table = pd.DataFrame(
-        {"row": np.arange(len(halves)), "rlnImageName": particle_set.image_names(), "half": halves}
+        {
+            "row": np.arange(len(halves)),
+            "rlnImageName": particle_set.image_names(),
+            "half": halves,
+            "validation": flags.astype(int),
+        }
     )
     with atomic_path(path) as tmp:
         table.to_csv(tmp, index=False)
@@ -78,3 +104,33 @@ def read_halves(path: str | Path, particle_set: ParticleSet) -> np.ndarray:
     if not np.isin(halves, [1, 2]).all():
         raise InputError(path, "half", "1 or 2", f"{sorted(set(halves.tolist()))}")
     return halves
+
+
+def read_split(
+    path: str | Path, particle_set: ParticleSet, half: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """STAR rows of one half set's training and validation particles.
+
+    Raises
+    ------
+    InputError
+        If the half set is empty or has no training particles.
+    """
+    halves = read_halves(path, particle_set)
+    table = pd.read_csv(path)
+    validation = (
+        table["validation"].to_numpy() == 1
+        if "validation" in table.columns
+        else np.zeros(len(halves), dtype=bool)
+    )
+    members = halves == half
+    train = np.flatnonzero(members & ~validation)
+    held_out = np.flatnonzero(members & validation)
+    if train.size == 0:
+        raise InputError(
+            path,
+            "half",
+            f"training particles in half set {half}",
+            f"{members.sum()} particles, {held_out.size} of them held out",
+        )
+    return train, held_out

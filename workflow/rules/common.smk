@@ -74,9 +74,32 @@ def config_json():
     return shlex.quote(json.dumps(CFG, sort_keys=True))
 
 
+HALVES = (1, 2)
+
+
+wildcard_constraints:
+    half="1|2",
+
+
 def final_outputs():
     return [
         f"{OUT}/consensus/fsc.json",
         f"{OUT}/consensus/fsc.png",
+        *expand(f"{OUT}/gaussians/warmup_half{{half}}.pt", half=HALVES),
         f"{OUT}/provenance.json",
+    ]
+
+
+def stage_records():
+    """Run records of every stage that makes the final outputs."""
+    per_half = ("fit_consensus", "warmup")
+    return [
+        f"{RECORDS}/split_halves.json",
+        f"{RECORDS}/reconstruct_consensus.json",
+        f"{RECORDS}/fsc_consensus.json",
+        *[
+            f"{RECORDS}/{stage}_half{half}.json"
+            for stage in per_half
+            for half in HALVES
+        ],
     ]

@@ -8,11 +8,7 @@ localrules:
 rule provenance:
     input:
         star=STAR,
-        records=[
-            f"{RECORDS}/split_halves.json",
-            f"{RECORDS}/reconstruct_consensus.json",
-            f"{RECORDS}/fsc_consensus.json",
-        ],
+        records=stage_records(),
         extra=optional_inputs(INPUTS["mask"], INPUTS["reference_map"]),
     output:
         f"{OUT}/provenance.json",

@@ -1,0 +1,1 @@
+"""Particle batches for training: images, CTFs and poses as tensors."""

@@ -1,0 +1,1 @@
+"""Models: the Gaussian pseudo-atom model and (later) the deformation networks."""

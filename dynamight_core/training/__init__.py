@@ -1,0 +1,1 @@
+"""Optimisation loops: fitting Gaussians to maps and to particle images."""

@@ -1,0 +1,76 @@
+"""The Gaussian pseudo-atom model of each half set: consensus fit, then warm-up."""
+
+
+rule fit_consensus:
+    input:
+        map=f"{OUT}/consensus/half{{half}}.mrc",
+        # read only to state the map's resolution in the quality record
+        half_maps=[f"{OUT}/consensus/half1.mrc", f"{OUT}/consensus/half2.mrc"],
+        mask=optional_inputs(
+            INPUTS["mask"] if CFG["gaussians"]["use_input_mask"] else None
+        ),
+    output:
+        model=f"{OUT}/gaussians/consensus_half{{half}}.pt",
+        quality=f"{OUT}/gaussians/fit_quality_half{{half}}.json",
+        map=f"{OUT}/gaussians/consensus_model_half{{half}}.mrc",
+        png=report(
+            f"{OUT}/gaussians/fit_quality_half{{half}}.png",
+            caption="../report/fit_consensus.rst",
+            category="Gaussian model",
+        ),
+        record=f"{RECORDS}/fit_consensus_half{{half}}.json",
+    log:
+        f"{LOGS}/fit_consensus_half{{half}}.log",
+    benchmark:
+        f"{BENCH}/fit_consensus_half{{half}}.tsv"
+    conda:
+        "../../envs/dynamight.yaml"
+    threads: threads_for("fit_consensus")
+    resources:
+        gpu=gpus_for("fit_consensus"),
+        mem_mb=mem_for("fit_consensus"),
+        runtime=runtime_for("fit_consensus"),
+    params:
+        settings=flags(CFG["gaussians"], skip=("use_input_mask",)),
+        mask=lambda wildcards, input: optional_flag(
+            "mask", input.mask[0] if input.mask else None
+        ),
+        version=VERSION,
+    shell:
+        "python -m dynamight_core fit-consensus --map {input.map}"
+        " --half-maps {input.half_maps} {params.mask} {params.settings}"
+        " --out-model {output.model} --out-quality {output.quality} --out-map {output.map}"
+        " --out-png {output.png} --threads {threads} --record {output.record} > {log} 2>&1"
+
+
+rule warmup:
+    input:
+        star=STAR,
+        halves=f"{OUT}/halves.csv",
+        model=f"{OUT}/gaussians/consensus_half{{half}}.pt",
+    output:
+        model=f"{OUT}/gaussians/warmup_half{{half}}.pt",
+        history=f"{OUT}/gaussians/warmup_half{{half}}.tsv",
+        record=f"{RECORDS}/warmup_half{{half}}.json",
+    log:
+        f"{LOGS}/warmup_half{{half}}.log",
+    benchmark:
+        f"{BENCH}/warmup_half{{half}}.tsv"
+    conda:
+        "../../envs/dynamight.yaml"
+    threads: threads_for("warmup")
+    resources:
+        gpu=gpus_for("warmup"),
+        mem_mb=mem_for("warmup"),
+        runtime=runtime_for("warmup"),
+    params:
+        settings=flags(CFG["warmup"]),
+        project_root=optional_flag("project-root", INPUTS["project_root"]),
+        checkpoint_dir=f"{CHECKPOINTS}/warmup_half{{half}}",
+        version=VERSION,
+    shell:
+        "python -m dynamight_core warmup --star {input.star} {params.project_root}"
+        " --halves {input.halves} --half {wildcards.half} --model {input.model}"
+        " {params.settings} --checkpoint-dir {params.checkpoint_dir} --threads {threads}"
+        " --out-model {output.model} --out-history {output.history}"
+        " --record {output.record} > {log} 2>&1"
