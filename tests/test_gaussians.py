@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -197,3 +200,43 @@ def test_fit_reproduces_box128_demo_map(tmp_path: Path) -> None:
         "quality.png",
     )
     _check_fit(tmp_path, tmp_path / "model.pt", tmp_path / "quality.json")
+
+
+@pytest.mark.slow
+def test_killed_fit_resumes_with_identical_model(local_run: Path, tmp_path: Path) -> None:
+    def command(tag: str, checkpoint: Path | None = None) -> list[str]:
+        arguments = [
+            sys.executable,
+            "-m",
+            "dynamight_core",
+            "fit-consensus",
+            "--map",
+            str(local_run / "results/consensus/half1.mrc"),
+            "--iterations",
+            "250",
+            "--threads",
+            "2",
+        ]
+        for flag, suffix in (("model", "pt"), ("quality", "json"), ("map", "mrc"), ("png", "png")):
+            arguments += [f"--out-{flag}", str(tmp_path / f"{tag}.{suffix}")]
+        return arguments + (["--checkpoint-dir", str(checkpoint)] if checkpoint else [])
+
+    subprocess.run(command("reference"), check=True, capture_output=True)
+    checkpoint = tmp_path / "checkpoint"
+    process = subprocess.Popen(
+        command("killed", checkpoint), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 300
+    while not (checkpoint / "fit.pt").exists():
+        assert process.poll() is None and time.monotonic() < deadline, "no checkpoint"
+        time.sleep(0.02)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    resumed = subprocess.run(
+        command("killed", checkpoint), check=True, capture_output=True, text=True
+    )
+    assert "resuming from checkpoint: step 101 of 250" in resumed.stderr
+    reference, _ = load_gaussian_model(tmp_path / "reference.pt")
+    killed, _ = load_gaussian_model(tmp_path / "killed.pt")
+    for a, b in zip(reference.state_dict().values(), killed.state_dict().values(), strict=True):
+        assert torch.equal(a, b)

@@ -290,16 +290,21 @@ def write_truth_maps(
     widths = torch.tensor([config.width_a])
     weights = torch.as_tensor(masses * scale, dtype=torch.float32)[:, None]
 
-    def render(s: np.ndarray) -> np.ndarray:
-        positions = torch.as_tensor(motion.positions(s), dtype=torch.float32)
+    def render(s: float) -> np.ndarray:
+        """One state at a time: a batch of 2x-oversampled volumes takes gigabytes."""
+        positions = torch.as_tensor(motion.positions(np.array([s]))[0], dtype=torch.float32)
         return render_volume(positions, weights, widths, config.box_px, config.pixel_size_a).numpy()
 
     n_maps = config.n_truth_maps if config.motion != "none" else 1
     coordinates = np.linspace(0.0, 1.0, n_maps) if n_maps > 1 else np.array([0.5])
-    for number, state in enumerate(render(coordinates)):
-        write_volume(out_dir / "truth" / f"state_{number:02d}.mrc", state, config.pixel_size_a)
+    for number, coordinate in enumerate(coordinates):
+        write_volume(
+            out_dir / "truth" / f"state_{number:02d}.mrc", render(coordinate), config.pixel_size_a
+        )
     grid = np.linspace(0.0, 1.0, AVERAGE_MAP_STATES) if config.motion != "none" else np.array([0.5])
-    average = render(grid).mean(axis=0)
+    average = np.zeros((config.box_px,) * 3, dtype=np.float64)
+    for coordinate in grid:
+        average += render(coordinate) / len(grid)
     write_volume(out_dir / "truth" / "average.mrc", average, config.pixel_size_a)
     return average
 

@@ -10,7 +10,8 @@ import numpy as np
 import torch
 
 from dynamight_core.device import seed_everything
-from dynamight_core.io.files import write_text_atomic
+from dynamight_core.io.checkpoint import Checkpointer
+from dynamight_core.io.files import sha256_file, write_text_atomic
 from dynamight_core.io.mrc import check_volume_matches, read_volume, write_volume
 from dynamight_core.metrics.fit_quality import fit_quality
 from dynamight_core.metrics.plots import plot_fsc
@@ -53,6 +54,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-width-classes", type=int, default=2)
     parser.add_argument("--iterations", type=int, default=FitSettings.iterations)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--checkpoint-dir",
+        default=None,
+        help="folder for the internal checkpoint (every 100 steps)",
+    )
     parser.add_argument("--out-model", required=True)
     parser.add_argument("--out-quality", required=True, help="fit-quality record (JSON)")
     parser.add_argument("--out-map", required=True, help="the fitted model rendered as a map")
@@ -87,11 +93,25 @@ def run(args: argparse.Namespace) -> None:
     model, threshold = seed_model(volume, mask, settings)
     weight = fit_weight(volume.data, threshold, mask)
     model = model.to(device)
+    checkpointer = None
+    if args.checkpoint_dir:
+        checkpointer = Checkpointer(
+            args.checkpoint_dir,
+            "fit-consensus",
+            {
+                "map_sha256": sha256_file(args.map),
+                "seeding": vars(settings),
+                "iterations": args.iterations,
+                "mask_sha256": sha256_file(args.mask) if args.mask else None,
+            },
+            every=100,
+        )
     losses = fit_model_to_map(
         model,
         torch.as_tensor(volume.data, device=device),
         torch.as_tensor(weight, device=device),
         FitSettings(iterations=args.iterations),
+        checkpointer,
     )
     with torch.no_grad():
         rendered = model.volume().cpu().numpy()
@@ -130,3 +150,5 @@ def run(args: argparse.Namespace) -> None:
         },
         "Gaussian model against the map it was fitted to",
     )
+    if checkpointer:
+        checkpointer.clear()

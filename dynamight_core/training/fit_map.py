@@ -20,6 +20,7 @@ import torch
 
 from dynamight_core.geometry.grids import radial_shell_index_3d, rfft_hermitian_weights_3d
 from dynamight_core.geometry.masks import mask_from_map
+from dynamight_core.io.checkpoint import Checkpointer
 from dynamight_core.models.gaussians import GaussianModel
 
 logger = logging.getLogger(__name__)
@@ -91,7 +92,11 @@ def solve_scale(
 
 
 def fit_model_to_map(
-    model: GaussianModel, target: torch.Tensor, weight: torch.Tensor, settings: FitSettings
+    model: GaussianModel,
+    target: torch.Tensor,
+    weight: torch.Tensor,
+    settings: FitSettings,
+    checkpointer: Checkpointer | None = None,
 ) -> list[float]:
     """Optimise ``model`` so its rendered volume matches ``target``.
 
@@ -105,13 +110,17 @@ def fit_model_to_map(
         `(D, D, D)` soft weight of every voxel in the loss.
     settings
         Optimisation settings.
+    checkpointer
+        Saves the fit every ``checkpointer.every`` steps; a saved state is resumed.
 
     Returns
     -------
     list of float
         The relative loss at every step.
     """
-    solve_scale(model, target, weight, settings.oversampling)
+    state = checkpointer.load("fit") if checkpointer else None
+    if state is None:
+        solve_scale(model, target, weight, settings.oversampling)
     norm = float((weight * target * target).sum())
     shell_weights = inverse_shell_power(weight * target)
     groups = [
@@ -124,8 +133,15 @@ def fit_model_to_map(
     optimizer = torch.optim.Adam(groups)
     decay = 0.1 ** (1.0 / max(settings.iterations, 1))
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=decay)
-    losses = []
-    for step in range(settings.iterations):
+    losses: list[float] = []
+    first = 0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        losses, first = list(state["losses"]), int(state["step"])
+        logger.info("resuming from checkpoint: step %d of %d", first + 1, settings.iterations)
+    for step in range(first, settings.iterations):
         optimizer.zero_grad(set_to_none=True)
         residual = weight * (model.volume(oversampling=settings.oversampling) - target)
         spectrum = torch.fft.rfftn(residual)
@@ -136,6 +152,17 @@ def fit_model_to_map(
         optimizer.step()
         scheduler.step()
         losses.append(loss.item())
+        if checkpointer and checkpointer.due(step + 1) and step + 1 < settings.iterations:
+            checkpointer.save(
+                "fit",
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "losses": losses,
+                    "step": step + 1,
+                },
+            )
         if step % settings.log_every == 0 or step == settings.iterations - 1:
             logger.info(
                 "fit step %d/%d: relative residual %.4f", step + 1, settings.iterations, losses[-1]

@@ -35,12 +35,14 @@ rule fit_consensus:
         mask=lambda wildcards, input: optional_flag(
             "mask", input.mask[0] if input.mask else None
         ),
+        checkpoint_dir=f"{CHECKPOINTS}/fit_consensus_half{{half}}",
         version=VERSION,
     shell:
         "python -m dynamight_core fit-consensus --map {input.map}"
         " --half-maps {input.half_maps} {params.mask} {params.settings}"
         " --out-model {output.model} --out-quality {output.quality} --out-map {output.map}"
-        " --out-png {output.png} --threads {threads} --record {output.record} > {log} 2>&1"
+        " --out-png {output.png} --checkpoint-dir {params.checkpoint_dir} --threads {threads}"
+        " --record {output.record} > {log} 2>&1"
 
 
 rule warmup:
