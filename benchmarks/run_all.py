@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ["bench_render.py", "bench_reconstruct.py", "bench_gaussians.py"]
+BENCHMARKS = ["bench_render.py", "bench_reconstruct.py", "bench_gaussians.py", "bench_vae.py"]
 
 
 def main() -> int:

@@ -29,6 +29,8 @@ STAGES = {
     "fsc": "dynamight_core.stages.fsc",
     "fit-consensus": "dynamight_core.stages.fit_consensus",
     "warmup": "dynamight_core.stages.warmup",
+    "train-vae": "dynamight_core.stages.train_vae",
+    "deformation-error": "dynamight_core.stages.deformation_error",
     "provenance": "dynamight_core.stages.provenance",
 }
 

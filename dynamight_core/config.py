@@ -87,6 +87,14 @@ SCHEMA: dict[str, dict[str, Any]] = {
             nullable=True,
             must_exist=True,
         ),
+        "atomic_model": Key(
+            "path",
+            None,
+            "PDB/mmCIF docked in the consensus map; its residue connectivity replaces the VAE's "
+            "smoothness graph. Biases motions towards the model (null: off, recommended)",
+            nullable=True,
+            must_exist=True,
+        ),
     },
     "simulate": {
         "out_dir": Key("path", "results/simulated", "where rule simulate writes the demo data"),
@@ -95,7 +103,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "pixel_size_a": Key("float", 2.0, "pixel size in Å", 0.1),
         "snr": Key("float", 0.1, "signal-to-noise ratio (see README); <= 0 for no noise"),
         "motion": Key("str", "hinge", "simulated motion", choices=("hinge", "interpolate", "none")),
-        "max_angle_deg": Key("float", 15.0, "largest hinge angle in degrees", 0.0, 180.0),
+        "max_angle_deg": Key("float", 30.0, "largest hinge angle in degrees", 0.0, 180.0),
         "width_a": Key("float", 3.2, "width (standard deviation) of the pseudo-atoms in Å", 0.1),
         "seed": Key("int", 0, "random seed of the simulation"),
     },
@@ -174,6 +182,68 @@ SCHEMA: dict[str, dict[str, Any]] = {
         ),
         "seed": Key("int", 0, "seed of the particle order"),
     },
+    "vae": {
+        "latent_dim": Key(
+            "int", 6, "dimension of the latent space (the original's default)", 1, 64
+        ),
+        "encoder_px": Key("int", 64, "largest encoder input image in pixels (Fourier-cropped)", 8),
+        "decoder_layers": Key("int", 8, "hidden layers of the displacement decoder", 1, 32),
+        "decoder_width": Key("int", 32, "units per decoder layer", 4, 1024),
+        "pe_frequencies": Key("int", 10, "frequencies of the positional encoding", 1, 32),
+        "max_resolution_a": Key(
+            "float",
+            8.0,
+            "highest resolution used in training, in Å "
+            "(null: Nyquist); motions are estimated at low resolution",
+            0.1,
+            nullable=True,
+        ),
+        "batch_size": Key("int", 64, "particles per step", 1),
+        "lr": Key("float", 1e-3, "Adam learning rate of encoder and decoder", 1e-8, 1.0),
+        "lr_positions": Key(
+            "float", 1e-4, "Adam learning rate of consensus positions (box units)", 0.0, 1.0
+        ),
+        "lr_shape": Key(
+            "float", 1e-3, "Adam learning rate of log masses, widths, class weights", 0.0, 1.0
+        ),
+        "kl_weight": Key(
+            "float",
+            0.01,
+            "weight of the KL term (1: the evidence lower bound, "
+            "which at low SNR lets the latents collapse)",
+            0.0,
+        ),
+        "regularisation_factor": Key(
+            "float",
+            0.1,
+            "deformation penalty gradient relative to the data term's",
+            0.0,
+        ),
+        "consensus_update_every": Key("int", 5, "epochs between consensus updates (0: never)", 0),
+        "consensus_update_particles": Key(
+            "int", 100, "least-deformed particles averaged into the new consensus", 1
+        ),
+        "patience": Key(
+            "int", 10, "stop after this many epochs without a better validation loss", 1
+        ),
+        "max_epochs": Key("int", 150, "stop after this many epochs at most", 1),
+        "refine_steps": Key(
+            "int",
+            10,
+            "Adam steps refining each latent against its own image, "
+            "from the encoder's estimate (validation start and export)",
+            0,
+        ),
+        "refine_lr": Key("float", 0.1, "learning rate of the latent refinement", 1e-6, 10.0),
+        "track_steps": Key(
+            "int",
+            3,
+            "refinement steps per epoch for validation particles, "
+            "continuing from their previous latents",
+            0,
+        ),
+        "seed": Key("int", 0, "seed of initialisation, sampling and particle order"),
+    },
     "resources": {
         "simulate": _resources(0, 2, 4000, 30),
         "split_halves": _resources(0, 1, 2000, 10),
@@ -181,6 +251,8 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "fsc_consensus": _resources(0, 1, 4000, 10),
         "fit_consensus": _resources(1, 4, 16000, 60),
         "warmup": _resources(1, 4, 16000, 120),
+        "train_vae": _resources(1, 4, 32000, 1440),
+        "deformation_error": _resources(1, 4, 16000, 120),
     },
 }
 
@@ -354,12 +426,21 @@ def describe(schema: Mapping[str, Any] = SCHEMA, prefix: str = "") -> list[tuple
 
 
 HEADER = """\
-# DynaMight workflow configuration. Every key is optional: a missing key takes the value
-# shown here. Units are in the comments (Å, px, MB, minutes). Validation runs before any
-# job and lists every problem (unknown keys, wrong types, out-of-range values, missing
-# files). As shipped, the inputs point at the demo data that rule `simulate` makes.
+# DynaMight workflow configuration. Validation runs before any job and lists every problem
+# (unknown keys, wrong types, out-of-range values, missing files). Units are in the
+# comments (Å, px, MB, minutes). A missing key takes its default. As shipped, this file runs
+# the synthetic demo: the inputs point at the data rule `simulate` makes, and a few values
+# are set for a quick CPU run; they say "demo" and give the default beside it.
 # Regenerate with: python -m dynamight_core.config > config.yaml
 """
+
+# The demo: the simulator's two-domain particle with a +-30 degree hinge (box 64, 4,000
+# particles, SNR 0.1), Gaussians from its true residue count, and a short VAE training.
+DEMO: dict[str, dict[str, Any]] = {
+    "simulate": {"n_particles": 4000},
+    "gaussians": {"n_residues": 384},
+    "vae": {"max_epochs": 20},
+}
 
 
 def _yaml_value(value: Any) -> str:
@@ -370,18 +451,27 @@ def _yaml_value(value: Any) -> str:
     return str(value)
 
 
-def render_yaml(schema: Mapping[str, Any] = SCHEMA, indent: int = 0) -> str:
-    """The default configuration as commented YAML."""
+def render_yaml(
+    schema: Mapping[str, Any] = SCHEMA, overrides: Mapping[str, Any] | None = None, indent: int = 0
+) -> str:
+    """Commented YAML of the defaults, with ``overrides`` (the demo values) marked as such."""
+    overrides = DEMO if overrides is None and indent == 0 else (overrides or {})
     lines: list[str] = [HEADER] if indent == 0 else []
     pad = " " * indent
     for name, spec in schema.items():
         if isinstance(spec, Key):
-            lines.append(f"{pad}{name}: {_yaml_value(spec.default)}  # {spec.help}")
+            if name in overrides:
+                lines.append(
+                    f"{pad}{name}: {_yaml_value(overrides[name])}  # {spec.help} "
+                    f"[demo value; default {_yaml_value(spec.default)}]"
+                )
+            else:
+                lines.append(f"{pad}{name}: {_yaml_value(spec.default)}  # {spec.help}")
         else:
             if indent == 0:
                 lines.append("")
             lines.append(f"{pad}{name}:")
-            lines.append(render_yaml(spec, indent + 2).rstrip("\n"))
+            lines.append(render_yaml(spec, overrides.get(name, {}), indent + 2).rstrip("\n"))
     return "\n".join(lines) + "\n"
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dynamight_core.config import ConfigError, defaults, describe, render_yaml, validate
+from dynamight_core.config import DEMO, ConfigError, defaults, describe, render_yaml, validate
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -24,9 +24,12 @@ def test_every_key_is_documented() -> None:
         assert len(spec.help) > 10, key
 
 
-def test_shipped_config_is_valid() -> None:
+def test_shipped_config_is_the_defaults_plus_the_demo_values() -> None:
     loaded = yaml.safe_load((REPO / "config.yaml").read_text())
-    assert validate(loaded, check_files=False) == defaults()
+    expected = defaults()
+    for section, values in DEMO.items():
+        expected[section].update(values)
+    assert validate(loaded, check_files=False) == expected
 
 
 def test_all_problems_are_reported_at_once(tmp_path: Path) -> None:

@@ -21,9 +21,12 @@ ALL_RULES = {
     "fsc_consensus",
     "fit_consensus",
     "warmup",
+    "train_vae",
+    "deformation_error",
     "provenance",
     "all",
 }
+TRAINING = {"train_vae", "deformation_error", "provenance"}
 
 
 def test_lint_is_clean() -> None:
@@ -93,11 +96,12 @@ def test_second_run_does_nothing(local_run: Path) -> None:
 @pytest.mark.parametrize(
     ("override", "expected"),
     [
-        ("warmup={epochs: 7}", {"warmup", "provenance"}),
-        ("gaussians={iterations: 500}", {"fit_consensus", "warmup", "provenance"}),
+        ("vae={kl_weight: 0.02}", {"train_vae", "deformation_error", "provenance"}),
+        ("warmup={epochs: 7}", {"warmup"} | TRAINING),
+        ("gaussians={iterations: 500}", {"fit_consensus", "warmup"} | TRAINING),
         (
             "reconstruct={tau2_fudge: 2.0}",
-            {"reconstruct_consensus", "fsc_consensus", "fit_consensus", "warmup", "provenance"},
+            {"reconstruct_consensus", "fsc_consensus", "fit_consensus", "warmup"} | TRAINING,
         ),
         ("split={seed: 7}", ALL_RULES - {"all", "simulate"}),
         ("simulate={snr: 0.05}", ALL_RULES - {"all"}),

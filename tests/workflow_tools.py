@@ -12,14 +12,21 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 SNAKEMAKE = BIN / "snakemake"
-# every stage fits the 2-CPU test machines (and the one-node test cluster)
-CI_OVERLAY = """\
-resources:
-  simulate: {cpus: 2}
-  reconstruct_consensus: {cpus: 2}
-  fit_consensus: {cpus: 2}
-  warmup: {cpus: 2}
-"""
+# every stage fits the 2-CPU test machines (and the one-node test cluster, whose memory
+# is that of the machine): the demo needs under 1 GB per job
+CI_OVERLAY = "resources:\n" + "".join(
+    f"  {stage}: {{cpus: 2, mem_mb: 3000}}\n"
+    for stage in (
+        "simulate",
+        "split_halves",
+        "reconstruct_consensus",
+        "fsc_consensus",
+        "fit_consensus",
+        "warmup",
+        "train_vae",
+        "deformation_error",
+    )
+)
 
 
 def make_workdir(folder: Path) -> Path:

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from dynamight_core._version import __version__
+from dynamight_core.errors import InputError
 from dynamight_core.io.files import atomic_path
 
 logger = logging.getLogger(__name__)
@@ -85,3 +86,38 @@ class Checkpointer:
     def clear(self) -> None:
         """Remove the checkpoint folder (after the stage's outputs are written)."""
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def write_model_file(
+    path: str | Path,
+    kind: str,
+    config: Mapping[str, Any],
+    module: torch.nn.Module,
+    extra: Mapping[str, Any],
+) -> None:
+    """Write a model file atomically, loadable with ``weights_only=True``.
+
+    It holds ``kind``, the package version, ``config`` (to rebuild the module), the state
+    dict on the CPU and an ``extra`` record.
+    """
+    payload = {
+        "kind": kind,
+        "version": __version__,
+        "config": dict(config),
+        "extra": dict(extra),
+        "state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()},
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def read_model_file(path: str | Path, kind: str) -> dict[str, Any]:
+    """The payload of a model file of ``kind`` written by :func:`write_model_file`."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "file", f"a {kind} file", "no such file")
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(payload, dict) or payload.get("kind") != kind:
+        found = payload.get("kind") if isinstance(payload, dict) else type(payload).__name__
+        raise InputError(path, "kind", f"a {kind} file", repr(found))
+    return payload

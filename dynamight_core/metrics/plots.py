@@ -46,3 +46,40 @@ def plot_fsc(
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)
+
+
+def plot_training(path: str | Path, history: object, title: str) -> None:
+    """Training curves: data term (training and validation) and the other loss terms.
+
+    Parameters
+    ----------
+    path
+        PNG file to write (atomically).
+    history
+        A pandas DataFrame with columns ``epoch``, ``data``, ``validation``, ``kl`` and
+        ``deformation``.
+    title
+        Figure title.
+    """
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.4, 5.6), dpi=120, sharex=True)
+    top.plot(history["epoch"], history["data"], label="training data term")  # type: ignore[index]
+    top.plot(
+        history["epoch"],
+        history["validation"],  # type: ignore[index]
+        label="validation data term",
+    )
+    top.set_ylabel("whitened residual")
+    top.legend(fontsize=8)
+    bottom.semilogy(history["epoch"], history["kl"], label="KL (weighted)")  # type: ignore[index]
+    bottom.semilogy(
+        history["epoch"],
+        history["deformation"],  # type: ignore[index]
+        label="deformation penalty",
+    )
+    bottom.set_xlabel("epoch")
+    bottom.legend(fontsize=8)
+    top.set_title(title)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)

@@ -20,9 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from dynamight_core._version import __version__
-from dynamight_core.errors import InputError
-from dynamight_core.io.files import atomic_path
+from dynamight_core.io.checkpoint import read_model_file, write_model_file
 from dynamight_core.physics.render import render_projections, render_volume
 
 MODEL_KIND = "dynamight-gaussian-model"
@@ -155,32 +153,14 @@ class GaussianModel(nn.Module):
 
 def save_gaussian_model(path: str | Path, model: GaussianModel, extra: dict[str, Any]) -> None:
     """Write the model (state dict, settings, version, ``extra`` record) atomically."""
-    payload = {
-        "kind": MODEL_KIND,
-        "version": __version__,
-        "config": model.describe(),
-        "extra": extra,
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-    }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    write_model_file(path, MODEL_KIND, model.describe(), model, extra)
 
 
 def load_gaussian_model(
     path: str | Path, device: torch.device | None = None
 ) -> tuple[GaussianModel, dict[str, Any]]:
     """Read a model written by :func:`save_gaussian_model` (``weights_only=True``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "file", "a Gaussian model file", "no such file")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(payload, dict) or payload.get("kind") != MODEL_KIND:
-        raise InputError(
-            path,
-            "kind",
-            f"a {MODEL_KIND} file",
-            repr(payload.get("kind") if isinstance(payload, dict) else type(payload)),
-        )
+    payload = read_model_file(path, MODEL_KIND)
     config = payload["config"]
     model = GaussianModel.empty(
         config["n_gaussians"], config["n_width_classes"], config["box_px"], config["pixel_size_a"]

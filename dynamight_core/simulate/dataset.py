@@ -48,7 +48,7 @@ class SimulationConfig:
     pixel_size_a: float = 2.0
     snr: float = 0.1
     motion: str = "hinge"
-    max_angle_deg: float = 15.0
+    max_angle_deg: float = 30.0
     width_a: float = 3.2
     max_origin_a: float = 4.0
     defocus_min_um: float = 1.0

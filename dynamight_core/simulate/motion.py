@@ -95,7 +95,7 @@ class InterpolationMotion:
 Motion = HingeMotion | InterpolationMotion
 
 
-def _nearest_reference(motion: Motion, points_a: np.ndarray) -> np.ndarray:
+def nearest_reference(motion: Motion, points_a: np.ndarray) -> np.ndarray:
     """Index of the reference atom nearest to each point."""
     distances = torch.cdist(
         torch.as_tensor(points_a, dtype=torch.float64),
@@ -125,7 +125,7 @@ def true_displacements_a(motion: Motion, points_a: np.ndarray, s: np.ndarray) ->
     numpy.ndarray
         `(B, M, 3)` displacements in Å.
     """
-    nearest = _nearest_reference(motion, points_a)
+    nearest = nearest_reference(motion, points_a)
     if isinstance(motion, HingeMotion):
         rotation = axis_angle_matrix(motion.axis, np.deg2rad(motion.angle_deg(s)))
         relative = points_a - motion.point_a

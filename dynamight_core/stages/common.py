@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import argparse
 
+import numpy as np
 import torch
 
 from dynamight_core.device import configure_threads, select_device
+from dynamight_core.errors import InputError
+from dynamight_core.io.stacks import validate_stacks
+from dynamight_core.io.star import ParticleSet, read_particles
+from dynamight_core.reconstruct.halves import read_split
 
 
 def add_compute_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,3 +41,24 @@ def compute_device(args: argparse.Namespace) -> torch.device:
     """Configure threads and pick the device from parsed arguments."""
     configure_threads(args.threads)
     return select_device(args.device)
+
+
+def read_half_set(
+    args: argparse.Namespace,
+) -> tuple[ParticleSet, np.ndarray, np.ndarray]:
+    """The particles (stacks checked) and the training and validation rows of ``args.half``.
+
+    Fails before any compute when the half set holds out no validation particles.
+    """
+    particles = read_particles(args.star, args.project_root)
+    validate_stacks(particles)
+    train, validation = read_split(args.halves, particles, args.half)
+    if validation.size == 0:
+        raise InputError(
+            args.halves,
+            "validation",
+            f"held-out particles in half set {args.half}",
+            "none",
+            "Re-run split-halves with a validation fraction above 0.",
+        )
+    return particles, train, validation

@@ -12,14 +12,13 @@ from dynamight_core.device import seed_everything
 from dynamight_core.errors import InputError
 from dynamight_core.io.checkpoint import Checkpointer
 from dynamight_core.io.files import atomic_path, sha256_file
-from dynamight_core.io.stacks import ImageSource, validate_stacks
-from dynamight_core.io.star import read_particles
+from dynamight_core.io.stacks import ImageSource
 from dynamight_core.models.gaussians import load_gaussian_model, save_gaussian_model
-from dynamight_core.reconstruct.halves import read_split
 from dynamight_core.stages.common import (
     add_compute_arguments,
     add_particle_arguments,
     compute_device,
+    read_half_set,
 )
 from dynamight_core.training.warmup import WarmupSettings, warm_up
 
@@ -65,17 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     """Warm up one half set's model and write it with its loss history."""
-    particle_set = read_particles(args.star, args.project_root)
-    validate_stacks(particle_set)
-    train, validation = read_split(args.halves, particle_set, args.half)
-    if validation.size == 0:
-        raise InputError(
-            args.halves,
-            "validation",
-            f"held-out particles in half set {args.half}",
-            "none",
-            "Re-run split-halves with a validation fraction above 0.",
-        )
+    particle_set, train, validation = read_half_set(args)
     device = compute_device(args)
     model, fit_record = load_gaussian_model(args.model, device)
     if (model.box_px, model.pixel_size_a) != (particle_set.box_px, particle_set.pixel_size_a):

@@ -85,18 +85,20 @@ def final_outputs():
     return [
         f"{OUT}/consensus/fsc.json",
         f"{OUT}/consensus/fsc.png",
-        *expand(f"{OUT}/gaussians/warmup_half{{half}}.pt", half=HALVES),
+        *expand(f"{OUT}/vae/half{{half}}/latents.csv", half=HALVES),
+        f"{OUT}/vae/deformation_error.json",
         f"{OUT}/provenance.json",
     ]
 
 
 def stage_records():
     """Run records of every stage that makes the final outputs."""
-    per_half = ("fit_consensus", "warmup")
+    per_half = ("fit_consensus", "warmup", "train_vae")
     return [
         f"{RECORDS}/split_halves.json",
         f"{RECORDS}/reconstruct_consensus.json",
         f"{RECORDS}/fsc_consensus.json",
+        f"{RECORDS}/deformation_error.json",
         *[
             f"{RECORDS}/{stage}_half{half}.json"
             for stage in per_half

@@ -1,0 +1,109 @@
+"""A half set's deformation model: consensus Gaussians, encoder and displacement decoder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from dynamight_core.io.checkpoint import read_model_file, write_model_file
+from dynamight_core.models.decoder import DisplacementDecoder
+from dynamight_core.models.encoder import ImageEncoder
+from dynamight_core.models.gaussians import GaussianModel
+
+MODEL_KIND = "dynamight-deformation-model"
+
+
+class DeformationModel(nn.Module):
+    """Encoder-decoder pair over a consensus Gaussian model.
+
+    Parameters
+    ----------
+    consensus
+        The half set's (warmed-up) Gaussian model; its positions are the consensus.
+    encoder
+        Image -> latent distribution.
+    decoder
+        (latent, consensus position) -> displacement.
+    """
+
+    def __init__(
+        self, consensus: GaussianModel, encoder: ImageEncoder, decoder: DisplacementDecoder
+    ) -> None:
+        super().__init__()
+        self.consensus = consensus
+        self.encoder = encoder
+        self.decoder = decoder
+
+    def displacements_a(self, z: torch.Tensor) -> torch.Tensor:
+        """`(B, N, 3)` displacements (Å) of the consensus Gaussians for latents `(B, L)`."""
+        return self.decoder(z, self.consensus.positions) * self.consensus.box_a
+
+    def deformed_positions_a(self, z: torch.Tensor) -> torch.Tensor:
+        """`(B, N, 3)` deformed Gaussian centres (Å) for latents `(B, L)`."""
+        return self.consensus.positions_a()[None] + self.displacements_a(z)
+
+    def describe(self) -> dict[str, Any]:
+        """Constructor settings of the three parts (JSON-like)."""
+        decoder = self.decoder
+        return {
+            "consensus": self.consensus.describe(),
+            "encoder": {
+                "input_px": self.encoder.input_px,
+                "latent_dim": self.encoder.latent_dim,
+                "hidden": list(self.encoder.hidden_sizes),
+            },
+            "decoder": {
+                "latent_dim": decoder.latent_layer.in_features,
+                "n_frequencies": int(decoder.frequencies.shape[0]),
+                "width": decoder.output.in_features,
+                "n_layers": len(decoder.hidden),
+                "box_px": self.consensus.box_px,
+            },
+        }
+
+    @classmethod
+    def from_description(cls, config: dict[str, Any]) -> DeformationModel:
+        """An empty model with the shapes of ``config`` (see :meth:`describe`)."""
+        consensus_config = config["consensus"]
+        consensus = GaussianModel.empty(
+            consensus_config["n_gaussians"],
+            consensus_config["n_width_classes"],
+            consensus_config["box_px"],
+            consensus_config["pixel_size_a"],
+        )
+        encoder_config = config["encoder"]
+        encoder = ImageEncoder(
+            encoder_config["input_px"],
+            encoder_config["latent_dim"],
+            1.0,
+            tuple(encoder_config["hidden"]),
+        )  # type: ignore[arg-type]
+        decoder_config = config["decoder"]
+        decoder = DisplacementDecoder(
+            decoder_config["latent_dim"],
+            decoder_config["box_px"],
+            decoder_config["n_frequencies"],
+            decoder_config["width"],
+            decoder_config["n_layers"],
+        )
+        return cls(consensus, encoder, decoder)
+
+
+def save_deformation_model(
+    path: str | Path, model: DeformationModel, extra: dict[str, Any]
+) -> None:
+    """Write state dict, settings, version and ``extra`` atomically (``weights_only``-safe)."""
+    write_model_file(path, MODEL_KIND, model.describe(), model, extra)
+
+
+def load_deformation_model(
+    path: str | Path, device: torch.device | None = None
+) -> tuple[DeformationModel, dict[str, Any]]:
+    """Read a model written by :func:`save_deformation_model`."""
+    payload = read_model_file(path, MODEL_KIND)
+    model = DeformationModel.from_description(payload["config"])
+    model.load_state_dict(payload["state_dict"])
+    return model.to(device or torch.device("cpu")), payload["extra"]

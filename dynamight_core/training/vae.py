@@ -1,0 +1,271 @@
+"""Training one half set's deformation VAE.
+
+Each step encodes a batch, samples z, decodes the displacements of every Gaussian,
+renders the deformed model with the CTF and scores it with the whitened Fourier loss,
+plus ``kl_weight x KL`` and ``lambda x`` the deformation penalty. ``lambda`` is re-balanced
+at the start of every epoch so that the penalty's gradient on the decoder is
+``regularisation_factor`` times the data term's. The consensus Gaussians keep learning
+(at the warm-up's rates), and every ``consensus_update_every`` epochs the consensus is
+moved to the mean deformed positions of the least-deformed training particles, so it can
+settle on one state. Training stops when the validation loss has not improved for
+``patience`` epochs, or after ``max_epochs``; it is scored with each validation particle's
+latent refined against its own image (see ``refine_latents``), because the encoder alone
+mostly learns its training images when data are few and noisy. Every epoch ends with a
+checkpoint (including the random-number state), so a killed run resumes with the same
+result as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from dynamight_core.data.batches import BatchReader
+from dynamight_core.io.checkpoint import Checkpointer
+from dynamight_core.models.deformation import DeformationModel
+from dynamight_core.training.likelihood import FourierLikelihood
+from dynamight_core.training.regularisation import NeighbourGraph, make_graph
+from dynamight_core.training.vae_steps import (
+    Refinement,
+    TrainingGrid,
+    balanced_weight,
+    batch_losses,
+    encode,
+    validation_loss,
+)
+
+logger = logging.getLogger(__name__)
+
+IMPROVEMENT = 1e-6
+
+
+@dataclass(frozen=True)
+class VaeSettings:
+    """Optimisation settings of the VAE (architecture settings live with the model)."""
+
+    batch_size: int = 64
+    lr: float = 1e-3
+    lr_positions: float = 1e-4
+    lr_shape: float = 1e-3
+    kl_weight: float = 0.01
+    regularisation_factor: float = 0.1
+    consensus_update_every: int = 5
+    consensus_update_particles: int = 100
+    patience: int = 10
+    max_epochs: int = 150
+    refine_steps: int = 10
+    refine_lr: float = 0.1
+    track_steps: int = 3
+    seed: int = 0
+
+    def refinement(self) -> Refinement:
+        """Latent refinement settings (the prior weight is the KL weight)."""
+        return Refinement(self.refine_steps, self.refine_lr, self.kl_weight, self.track_steps)
+
+
+@dataclass
+class TrainingState:
+    """Everything that changes from epoch to epoch (and goes into the checkpoint)."""
+
+    epoch: int = 0
+    best: float = float("inf")
+    since_best: int = 0
+    weight: float = 0.0
+    stopped: str = ""
+    history: list[dict[str, float]] = field(default_factory=list)
+    validation_latents: torch.Tensor | None = None
+
+
+def make_optimizer(model: DeformationModel, settings: VaeSettings) -> torch.optim.Adam:
+    """Adam over the encoder and decoder, the consensus positions and its shape parameters."""
+    consensus = model.consensus
+    return torch.optim.Adam(
+        [
+            {
+                "params": list(model.encoder.parameters()) + list(model.decoder.parameters()),
+                "lr": settings.lr,
+            },
+            {"params": [consensus.positions], "lr": settings.lr_positions},
+            {
+                "params": [consensus.log_masses, consensus.raw_widths, consensus.class_logits],
+                "lr": settings.lr_shape,
+            },
+        ]
+    )
+
+
+@torch.no_grad()
+def update_consensus(
+    model: DeformationModel,
+    reader: BatchReader,
+    train: np.ndarray,
+    grid: TrainingGrid,
+    settings: VaeSettings,
+) -> float:
+    """Move the consensus to the mean deformed positions of the least-deformed particles.
+
+    Returns the RMS shift of the Gaussians (Å).
+    """
+    scores, means = [], []
+    for batch in reader.batches(train, settings.batch_size):
+        mu, _ = encode(model, batch, grid)
+        scores.append(model.displacements_a(mu).norm(dim=-1).pow(2).mean(dim=1).sqrt())
+        means.append(mu)
+    order = torch.cat(scores).argsort()[: settings.consensus_update_particles]
+    chosen = torch.cat(means)[order]
+    new_positions = torch.cat(
+        [model.deformed_positions_a(part) for part in chosen.split(settings.batch_size)]
+    ).mean(dim=0)
+    shift = float((new_positions - model.consensus.positions_a()).norm(dim=1).pow(2).mean().sqrt())
+    model.consensus.positions.copy_(new_positions / model.consensus.box_a)
+    return shift
+
+
+def train_epoch(
+    model: DeformationModel,
+    optimizer: torch.optim.Optimizer,
+    reader: BatchReader,
+    train: np.ndarray,
+    grid: TrainingGrid,
+    likelihood: FourierLikelihood,
+    graph: NeighbourGraph,
+    settings: VaeSettings,
+    state: TrainingState,
+) -> dict[str, float]:
+    """One pass over ``train``; returns the mean data, KL and deformation terms."""
+    totals = {"data": 0.0, "kl": 0.0, "deformation": 0.0}
+    order_seed = settings.seed * 100003 + state.epoch
+    for number, batch in enumerate(reader.batches(train, settings.batch_size, order_seed)):
+        terms = batch_losses(model, batch, grid, likelihood, graph, settings.kl_weight)
+        if number == 0:
+            state.weight = balanced_weight(model, terms, settings.regularisation_factor)
+        loss = terms.data + terms.kl + state.weight * terms.deformation
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        size = len(batch.indices)
+        totals["data"] += terms.data.item() * size
+        totals["kl"] += terms.kl.item() * size
+        totals["deformation"] += terms.deformation.item() * size
+    return {key: value / len(train) for key, value in totals.items()}
+
+
+def _save(
+    checkpointer: Checkpointer,
+    model: DeformationModel,
+    optimizer: torch.optim.Optimizer,
+    state: TrainingState,
+) -> None:
+    checkpointer.save(
+        "vae",
+        {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "epoch": state.epoch,
+            "best": state.best,
+            "since_best": state.since_best,
+            "weight": state.weight,
+            "stopped": state.stopped,
+            "history": state.history,
+            "validation_latents": state.validation_latents,
+        },
+    )
+
+
+def _restore(
+    checkpointer: Checkpointer | None, model: DeformationModel, optimizer: torch.optim.Optimizer
+) -> TrainingState:
+    saved = checkpointer.load("vae") if checkpointer else None
+    if saved is None:
+        return TrainingState()
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    torch.set_rng_state(saved["rng"])
+    if saved["cuda_rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(saved["cuda_rng"])
+    state = TrainingState(
+        int(saved["epoch"]),
+        float(saved["best"]),
+        int(saved["since_best"]),
+        float(saved["weight"]),
+        str(saved["stopped"]),
+        list(saved["history"]),
+        saved["validation_latents"],
+    )
+    logger.info("resuming from checkpoint: epoch %d", state.epoch + 1)
+    return state
+
+
+def train_vae(
+    model: DeformationModel,
+    reader: BatchReader,
+    train: np.ndarray,
+    validation: np.ndarray,
+    grid: TrainingGrid,
+    likelihood: FourierLikelihood,
+    settings: VaeSettings,
+    checkpointer: Checkpointer | None = None,
+    bonds: torch.Tensor | None = None,
+) -> TrainingState:
+    """Train ``model`` on ``train``; stop on ``validation`` (see the module docstring).
+
+    ``bonds`` `(E, 2)`: regularise with this bond graph instead of the smoothness graph.
+    """
+    optimizer = make_optimizer(model, settings)
+    state = _restore(checkpointer, model, optimizer)
+    graph = make_graph(model.consensus.positions_a(), bonds)
+    while not state.stopped:
+        losses = train_epoch(
+            model, optimizer, reader, train, grid, likelihood, graph, settings, state
+        )
+        state.epoch += 1
+        valid, state.validation_latents = validation_loss(
+            model,
+            reader,
+            validation,
+            grid,
+            likelihood,
+            settings.batch_size,
+            settings.refinement(),
+            state.validation_latents,
+        )
+        moved = 0.0
+        if settings.consensus_update_every and state.epoch % settings.consensus_update_every == 0:
+            moved = update_consensus(model, reader, train, grid, settings)
+            graph = make_graph(model.consensus.positions_a(), bonds)
+        if valid < state.best * (1.0 - IMPROVEMENT):
+            state.best, state.since_best = valid, 0
+        else:
+            state.since_best += 1
+        if state.since_best >= settings.patience:
+            state.stopped = f"no improvement of the validation loss for {settings.patience} epochs"
+        elif state.epoch >= settings.max_epochs:
+            state.stopped = f"reached max_epochs ({settings.max_epochs})"
+        state.history.append(
+            {
+                "epoch": state.epoch,
+                **losses,
+                "validation": valid,
+                "deformation_weight": state.weight,
+                "consensus_shift_a": moved,
+            }
+        )
+        logger.info(
+            "epoch %d: data %.6f, KL %.2e, deformation %.2e (weight %.3g), validation %.6f%s",
+            state.epoch,
+            losses["data"],
+            losses["kl"],
+            losses["deformation"],
+            state.weight,
+            valid,
+            f", consensus moved {moved:.2f} Å" if moved else "",
+        )
+        if checkpointer:
+            _save(checkpointer, model, optimizer, state)
+    logger.info("stopped after %d epochs: %s", state.epoch, state.stopped)
+    return state

@@ -1,0 +1,264 @@
+"""One half set's VAE: the loss of a batch, the balance of its terms, validation, latents."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from dynamight_core.data.batches import BatchReader, ParticleBatch
+from dynamight_core.models.deformation import DeformationModel
+from dynamight_core.models.encoder import crop_fourier, encoder_images
+from dynamight_core.physics.render import render_projections
+from dynamight_core.training.likelihood import FourierLikelihood
+from dynamight_core.training.regularisation import NeighbourGraph, deformation_penalty
+
+
+@dataclass(frozen=True)
+class TrainingGrid:
+    """The Fourier-cropped grid the VAE is trained on.
+
+    Images are compared up to ``max_shell``, so they are rendered on a box of
+    ``box_px >= 2 max_shell`` with a proportionally larger pixel: inside that band the
+    transforms are identical to those of the full box, at a fraction of the cost.
+    """
+
+    box_px: int
+    pixel_size_a: float
+    max_shell: int
+    encoder_px: int
+
+    @classmethod
+    def choose(
+        cls, full_box_px: int, pixel_size_a: float, max_shell: int, encoder_px: int
+    ) -> TrainingGrid:
+        """The smallest even box holding shells up to ``max_shell`` (at most the full box)."""
+        box = min(full_box_px, 2 * max_shell + 2)
+        box += box % 2
+        return cls(box, pixel_size_a * full_box_px / box, max_shell, min(encoder_px, box))
+
+
+@dataclass
+class LossTerms:
+    """Per-batch loss terms (tensors with gradients)."""
+
+    data: torch.Tensor
+    kl: torch.Tensor
+    deformation: torch.Tensor
+
+
+def kl_divergence(mu: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
+    """`(B,)` KL divergence of N(mu, exp(log_var)) from N(0, 1)."""
+    return -0.5 * (1.0 + log_var - mu**2 - torch.exp(log_var)).sum(dim=1)
+
+
+def encoder_inputs(
+    model: DeformationModel, batch: ParticleBatch, grid: TrainingGrid
+) -> torch.Tensor:
+    """`(B, e, e)` encoder images: centred, phase-flipped, Fourier-cropped particles."""
+    full_pixel_a = grid.pixel_size_a * grid.box_px / batch.images_ft.shape[-2]
+    return encoder_images(
+        batch.images_ft, batch.ctf, batch.shifts_a / full_pixel_a, grid.encoder_px
+    )
+
+
+def encode(
+    model: DeformationModel, batch: ParticleBatch, grid: TrainingGrid
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`(B, L)` latent means and log-variances of a batch."""
+    return model.encoder(encoder_inputs(model, batch, grid))
+
+
+def predict(
+    model: DeformationModel, batch: ParticleBatch, grid: TrainingGrid, deformed_a: torch.Tensor
+) -> torch.Tensor:
+    """`(B, d, d//2+1)` CTF-modulated image transforms on the training grid."""
+    consensus = model.consensus
+    return render_projections(
+        deformed_a,
+        consensus.channel_masses(),
+        consensus.widths_a(),
+        batch.rotations,
+        batch.shifts_a,
+        grid.box_px,
+        grid.pixel_size_a,
+        ctf=crop_fourier(batch.ctf, grid.box_px),
+    )
+
+
+def batch_losses(
+    model: DeformationModel,
+    batch: ParticleBatch,
+    grid: TrainingGrid,
+    likelihood: FourierLikelihood,
+    graph: NeighbourGraph,
+    kl_weight: float,
+    sample: bool = True,
+) -> LossTerms:
+    """Data term (whitened, per Fourier component), weighted KL and deformation penalty."""
+    mu, log_var = encode(model, batch, grid)
+    z = mu + torch.randn_like(mu) * torch.exp(0.5 * log_var) if sample else mu
+    deformed = model.deformed_positions_a(z)
+    predicted = predict(model, batch, grid, deformed)
+    data = likelihood.per_image(predicted, crop_fourier(batch.images_ft, grid.box_px)).mean()
+    kl = kl_weight * kl_divergence(mu, log_var).mean() / likelihood.n_components
+    return LossTerms(data, kl, deformation_penalty(deformed, graph))
+
+
+def balanced_weight(model: DeformationModel, terms: LossTerms, factor: float) -> float:
+    """``factor x |grad data| / |grad deformation|`` over the decoder's parameters.
+
+    The deformation gradient is floored at 5e-4 of the data gradient (it is zero while
+    the decoder still outputs no displacement), as in the original DynaMight.
+    """
+    parameters = [p for p in model.decoder.parameters() if p.requires_grad]
+
+    def norm(loss: torch.Tensor) -> float:
+        grads = torch.autograd.grad(loss, parameters, retain_graph=True, allow_unused=True)
+        return float(torch.sqrt(sum((g**2).sum() for g in grads if g is not None)))
+
+    data_norm = norm(terms.data)
+    return factor * data_norm / max(norm(terms.deformation), 5e-4 * data_norm, 1e-30)
+
+
+def refine_latents(
+    model: DeformationModel,
+    batch: ParticleBatch,
+    grid: TrainingGrid,
+    likelihood: FourierLikelihood,
+    start: torch.Tensor,
+    steps: int,
+    lr: float,
+    prior_weight: float,
+) -> torch.Tensor:
+    """Latents that best explain each particle's own image, starting from the encoder's.
+
+    Minimises ``sum_k w_k |Y_k - P_k(z)|^2 + prior_weight |z|^2 / 2`` per particle with Adam
+    (the decoder and the consensus are fixed). The encoder alone generalises poorly from a
+    few thousand noisy images (it learns its training images); these few steps use the
+    known pose, the CTF and the decoder to read the conformation of any particle,
+    including held-out ones -- semi-amortised inference (Kim et al., 2018).
+    """
+    if steps <= 0:
+        return start.detach()
+    z = start.detach().clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([z], lr=lr)
+    data = crop_fourier(batch.images_ft, grid.box_px)
+    with torch.enable_grad():
+        for _ in range(steps):
+            optimizer.zero_grad(set_to_none=True)
+            predicted = predict(model, batch, grid, model.deformed_positions_a(z))
+            misfit = likelihood.per_image(predicted, data).sum() * likelihood.n_components
+            (misfit + 0.5 * prior_weight * (z**2).sum()).backward(inputs=[z])
+            optimizer.step()
+    return z.detach()
+
+
+@dataclass(frozen=True)
+class Refinement:
+    """How latents are refined (see :func:`refine_latents`).
+
+    Attributes
+    ----------
+    steps
+        Steps from the encoder's estimate (first validation, export).
+    lr
+        Adam learning rate in latent units.
+    prior_weight
+        Weight of the N(0, 1) prior (the KL weight).
+    tracking_steps
+        Steps per epoch for validation particles, continuing from their previous latents
+        (the decoder changes little between epochs).
+    """
+
+    steps: int = 10
+    lr: float = 0.1
+    prior_weight: float = 1.0
+    tracking_steps: int = 3
+
+
+def _refine_batch(
+    model: DeformationModel,
+    batch: ParticleBatch,
+    grid: TrainingGrid,
+    likelihood: FourierLikelihood,
+    start: torch.Tensor | None,
+    steps: int,
+    refinement: Refinement,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Refined latents, encoder means and encoder sigmas of one batch."""
+    with torch.no_grad():
+        mu, log_var = encode(model, batch, grid)
+    initial = mu if start is None else start
+    z = refine_latents(
+        model, batch, grid, likelihood, initial, steps, refinement.lr, refinement.prior_weight
+    )
+    return z, mu, torch.exp(0.5 * log_var)
+
+
+def validation_loss(
+    model: DeformationModel,
+    reader: BatchReader,
+    indices: np.ndarray,
+    grid: TrainingGrid,
+    likelihood: FourierLikelihood,
+    batch_size: int,
+    refinement: Refinement,
+    previous: torch.Tensor | None = None,
+) -> tuple[float, torch.Tensor]:
+    """Mean data term over ``indices`` at refined latents, and those latents `(P, L)`.
+
+    ``previous`` holds the latents of the last call (same order); refinement continues
+    from them for ``tracking_steps`` steps, else starts from the encoder for ``steps``.
+    """
+    total, kept, position = 0.0, [], 0
+    for batch in reader.batches(indices, batch_size):
+        size = len(batch.indices)
+        start = (
+            None
+            if previous is None
+            else previous[position : position + size].to(batch.rotations.device)
+        )
+        steps = refinement.steps if previous is None else refinement.tracking_steps
+        z, _, _ = _refine_batch(model, batch, grid, likelihood, start, steps, refinement)
+        with torch.no_grad():
+            predicted = predict(model, batch, grid, model.deformed_positions_a(z))
+            cropped = crop_fourier(batch.images_ft, grid.box_px)
+            total += float(likelihood.per_image(predicted, cropped).sum())
+        kept.append(z.cpu())
+        position += size
+    return total / max(len(indices), 1), torch.cat(kept)
+
+
+def latents(
+    model: DeformationModel,
+    reader: BatchReader,
+    indices: np.ndarray,
+    grid: TrainingGrid,
+    likelihood: FourierLikelihood,
+    batch_size: int,
+    refinement: Refinement,
+    known: dict[int, torch.Tensor] | None = None,
+) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Yield (rows, refined latents, encoder means, encoder sigmas) batch by batch.
+
+    Particles in ``known`` (row -> latent) continue from that latent, the others from the
+    encoder's estimate; all get ``refinement.steps`` steps.
+    """
+    for batch in reader.batches(indices, batch_size):
+        start = None
+        if known:
+            with torch.no_grad():
+                mu, _ = encode(model, batch, grid)
+            start = torch.stack(
+                [
+                    known[int(row)].to(mu) if int(row) in known else mu[i]
+                    for i, row in enumerate(batch.indices)
+                ]
+            )
+        z, mu, sigma = _refine_batch(
+            model, batch, grid, likelihood, start, refinement.steps, refinement
+        )
+        yield batch.indices, z.cpu(), mu.cpu(), sigma.cpu()

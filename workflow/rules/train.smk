@@ -1,0 +1,72 @@
+"""The two half sets' deformation VAEs, trained independently (one job per half)."""
+
+
+rule train_vae:
+    input:
+        star=STAR,
+        halves=f"{OUT}/halves.csv",
+        model=f"{OUT}/gaussians/warmup_half{{half}}.pt",
+        atomic_model=optional_inputs(INPUTS["atomic_model"]),
+    output:
+        model=f"{OUT}/vae/half{{half}}/model.pt",
+        latents=f"{OUT}/vae/half{{half}}/latents.csv",
+        history=f"{OUT}/vae/half{{half}}/training.tsv",
+        png=report(
+            f"{OUT}/vae/half{{half}}/training.png",
+            caption="../report/train_vae.rst",
+            category="Deformations",
+        ),
+        record=f"{RECORDS}/train_vae_half{{half}}.json",
+    log:
+        f"{LOGS}/train_vae_half{{half}}.log",
+    benchmark:
+        f"{BENCH}/train_vae_half{{half}}.tsv"
+    conda:
+        "../../envs/dynamight.yaml"
+    threads: threads_for("train_vae")
+    resources:
+        gpu=gpus_for("train_vae"),
+        mem_mb=mem_for("train_vae"),
+        runtime=runtime_for("train_vae"),
+    params:
+        settings=flags(CFG["vae"]),
+        project_root=optional_flag("project-root", INPUTS["project_root"]),
+        atomic_model=optional_flag("atomic-model", INPUTS["atomic_model"]),
+        checkpoint_dir=f"{CHECKPOINTS}/train_vae_half{{half}}",
+        version=VERSION,
+    shell:
+        "python -m dynamight_core train-vae --star {input.star} {params.project_root}"
+        " --halves {input.halves} --half {wildcards.half} --model {input.model}"
+        " {params.settings} {params.atomic_model} --checkpoint-dir {params.checkpoint_dir} --threads {threads}"
+        " --out-model {output.model} --out-latents {output.latents}"
+        " --out-history {output.history} --out-png {output.png}"
+        " --record {output.record} > {log} 2>&1"
+
+
+rule deformation_error:
+    input:
+        star=STAR,
+        halves=f"{OUT}/halves.csv",
+        models=expand(f"{OUT}/vae/half{{half}}/model.pt", half=HALVES),
+    output:
+        json=f"{OUT}/vae/deformation_error.json",
+        tsv=f"{OUT}/vae/deformation_error.tsv",
+        record=f"{RECORDS}/deformation_error.json",
+    log:
+        f"{LOGS}/deformation_error.log",
+    benchmark:
+        f"{BENCH}/deformation_error.tsv"
+    conda:
+        "../../envs/dynamight.yaml"
+    threads: threads_for("deformation_error")
+    resources:
+        gpu=gpus_for("deformation_error"),
+        mem_mb=mem_for("deformation_error"),
+        runtime=runtime_for("deformation_error"),
+    params:
+        project_root=optional_flag("project-root", INPUTS["project_root"]),
+        version=VERSION,
+    shell:
+        "python -m dynamight_core deformation-error --star {input.star} {params.project_root}"
+        " --halves {input.halves} --models {input.models} --out-json {output.json}"
+        " --out-tsv {output.tsv} --threads {threads} --record {output.record} > {log} 2>&1"
