@@ -19,7 +19,7 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores all --printshellcmds
-	@echo "demo finished: see results/consensus/fsc.json, fsc.png and results/provenance.json"
+	@echo "demo finished: see results/consensus/fsc.json, results/vae/half*/latents.csv and training.png, results/provenance.json"
 
 lint: $(STAMP)
 	$(BIN)/ruff check dynamight_core tests benchmarks
@@ -33,4 +33,4 @@ bench: $(STAMP)
 
 clean-demo:
 	rm -rf results/simulated results/consensus results/logs results/records results/benchmarks \
-		results/.checkpoints results/halves.csv results/provenance.json
+		results/.checkpoints results/halves.csv results/provenance.json results/gaussians results/vae

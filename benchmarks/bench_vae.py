@@ -27,20 +27,26 @@ from dynamight_core.models.decoder import DisplacementDecoder
 from dynamight_core.models.deformation import DeformationModel
 from dynamight_core.models.encoder import ImageEncoder
 from dynamight_core.models.gaussians import GaussianModel
-from dynamight_core.training.likelihood import FourierLikelihood
+from dynamight_core.training.likelihood import FourierLikelihood, max_shell_for
 from dynamight_core.training.regularisation import neighbour_graph
 from dynamight_core.training.vae import VaeSettings, make_optimizer
 from dynamight_core.training.vae_steps import TrainingGrid, batch_losses
 
 BATCH = 64
+PIXEL_A = 1.5
+DEFAULT_RESOLUTION_A = 8.0  # the workflow's default training resolution (vae.max_resolution_a)
 
 
-def _model(box: int, n: int, dev: torch.device) -> tuple[DeformationModel, TrainingGrid]:
+def _model(
+    box: int, n: int, dev: torch.device, max_resolution_a: float | None = DEFAULT_RESOLUTION_A
+) -> tuple[DeformationModel, TrainingGrid]:
     g = torch.Generator().manual_seed(0)
     direction = torch.nn.functional.normalize(torch.randn(n, 3, generator=g), dim=1)
     positions = direction * torch.rand(n, 1, generator=g) ** (1 / 3) * box / 4 * 1.5
-    consensus = GaussianModel(positions, torch.rand(n) + 0.5, torch.tensor([2.5, 3.5]), box, 1.5)
-    grid = TrainingGrid.choose(box, 1.5, box // 2, 64)
+    consensus = GaussianModel(
+        positions, torch.rand(n) + 0.5, torch.tensor([2.5, 3.5]), box, PIXEL_A
+    )
+    grid = TrainingGrid.choose(box, PIXEL_A, max_shell_for(box, PIXEL_A, max_resolution_a), 64)
     model = DeformationModel(
         consensus,
         ImageEncoder(grid.encoder_px, 6, grid.encoder_px / 3),
@@ -63,8 +69,10 @@ def _synthetic_batch(box: int, dev: torch.device) -> ParticleBatch:
     )
 
 
-def step_rate(box: int, n: int, dev: torch.device, profile: bool = False) -> tuple[float, str]:
-    model, grid = _model(box, n, dev)
+def step_rate(
+    box: int, n: int, dev: torch.device, max_resolution_a: float | None, profile: bool = False
+) -> tuple[float, str]:
+    model, grid = _model(box, n, dev, max_resolution_a)
     batch = _synthetic_batch(box, dev)
     likelihood = FourierLikelihood(
         torch.ones(box // 2 + 1, device=dev), grid.box_px, grid.max_shell
@@ -173,16 +181,19 @@ def main() -> None:
     dev = device()
     rows = []
     profile = ""
-    for box, n in ((64, 2000), (128, 5000)):
-        rate, table = step_rate(box, n, dev, profile=(box == 128))
+    for box, n, resolution_a in ((64, 2000, 8.0), (128, 5000, 8.0), (128, 5000, None)):
+        profiled = box == 128 and resolution_a is not None
+        rate, table = step_rate(box, n, dev, resolution_a, profile=profiled)
         profile = table or profile
-        rows.append([box, n, rate, f"{1000 / rate:.1f} ms/particle"])
+        grid = _model(box, 10, dev, resolution_a)[1].box_px
+        limit = "Nyquist" if resolution_a is None else f"{resolution_a:g} Å"
+        rows.append([box, n, f"{limit} ({grid} px)", rate, f"{1000 / rate:.1f} ms/particle"])
     print_table(
         f"VAE training steps (batch {BATCH}), {threads} thread(s), {dev}",
-        ["box", "gaussians", "particles/s", "time"],
+        ["box", "gaussians", "trained to (grid)", "particles/s", "time"],
         rows,
     )
-    print("\nprofile of one step at box 128, 5,000 Gaussians:\n" + profile)
+    print("\nprofile of one step at box 128, 5,000 Gaussians, 8 Å:\n" + profile)
     decoder_rows = []
     for box, n in ((64, 2000), (128, 5000)):
         factored, concatenated, difference = decoder_rates(box, n, dev)
