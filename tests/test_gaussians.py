@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from workflow_tools import kill_at_first_checkpoint
 
 from dynamight_core.cli import main
 from dynamight_core.errors import InputError
@@ -223,15 +221,7 @@ def test_killed_fit_resumes_with_identical_model(local_run: Path, tmp_path: Path
 
     subprocess.run(command("reference"), check=True, capture_output=True)
     checkpoint = tmp_path / "checkpoint"
-    process = subprocess.Popen(
-        command("killed", checkpoint), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    deadline = time.monotonic() + 300
-    while not (checkpoint / "fit.pt").exists():
-        assert process.poll() is None and time.monotonic() < deadline, "no checkpoint"
-        time.sleep(0.02)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
+    kill_at_first_checkpoint(command("killed", checkpoint), checkpoint / "fit.pt")
     resumed = subprocess.run(
         command("killed", checkpoint), check=True, capture_output=True, text=True
     )

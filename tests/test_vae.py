@@ -8,12 +8,9 @@ tests run the ``train-vae`` stage directly with few epochs.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import mrcfile
@@ -21,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from workflow_tools import make_workdir, ok, snakemake
+from workflow_tools import kill_at_first_checkpoint, make_workdir, ok, snakemake
 
 from dynamight_core.metrics.motion import agreement_with_truth, displacement_errors_a
 from dynamight_core.models.deformation import load_deformation_model
@@ -158,14 +155,7 @@ def test_killed_training_resumes_with_identical_model(local_run: Path, tmp_path:
     subprocess.run(_train_command(data, results, tmp_path / "reference", *settings), check=True)
     checkpoint = tmp_path / "killed/checkpoint"
     command = _train_command(data, results, tmp_path / "killed", *settings, checkpoint=checkpoint)
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    while not (checkpoint / "vae.pt").exists():
-        assert process.poll() is None, "training finished before it could be killed"
-        assert time.monotonic() < deadline, "no checkpoint within 5 minutes"
-        time.sleep(0.02)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
+    kill_at_first_checkpoint(command, checkpoint / "vae.pt")
     assert not (tmp_path / "killed/model.pt").exists()
     resumed = subprocess.run(command, check=True, capture_output=True, text=True)
     assert "resuming from checkpoint: epoch 2" in resumed.stderr

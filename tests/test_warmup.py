@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import math
-import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import mrcfile
@@ -16,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from workflow_tools import kill_at_first_checkpoint
 
 from dynamight_core.data.batches import BatchReader
 from dynamight_core.io.stacks import ImageSource
@@ -116,14 +114,7 @@ def test_killed_warmup_resumes_at_the_next_epoch(local_run: Path, tmp_path: Path
     )
     checkpoint = tmp_path / "killed/checkpoint"
     command = _warmup_command(data, results, tmp_path / "killed", checkpoint)
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    while not (checkpoint / "warmup.pt").exists():
-        assert process.poll() is None, "warm-up finished before it could be killed"
-        assert time.monotonic() < deadline, "no checkpoint within 5 minutes"
-        time.sleep(0.02)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
+    kill_at_first_checkpoint(command, checkpoint / "warmup.pt")
     assert not (tmp_path / "killed/warm.pt").exists()
     resumed = subprocess.run(command, check=True, capture_output=True, text=True)
     assert "resuming from checkpoint: epoch 2 of 3" in resumed.stderr

@@ -5,28 +5,33 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+from dynamight_core.config import describe
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 SNAKEMAKE = BIN / "snakemake"
 # every stage fits the 2-CPU test machines (and the one-node test cluster, whose memory
 # is that of the machine): the demo needs under 1 GB per job
-CI_OVERLAY = "resources:\n" + "".join(
-    f"  {stage}: {{cpus: 2, mem_mb: 3000}}\n"
-    for stage in (
-        "simulate",
-        "split_halves",
-        "reconstruct_consensus",
-        "fsc_consensus",
-        "fit_consensus",
-        "warmup",
-        "train_vae",
-        "deformation_error",
-    )
-)
+STAGES = dict.fromkeys(key.split(".")[1] for key, _ in describe() if key.startswith("resources."))
+CI_OVERLAY = "resources:\n" + "".join(f"  {stage}: {{cpus: 2, mem_mb: 3000}}\n" for stage in STAGES)
+
+
+def kill_at_first_checkpoint(command: list[str], checkpoint: Path, timeout_s: float = 300) -> None:
+    """Start ``command``, SIGKILL it as soon as the file ``checkpoint`` appears."""
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout_s
+    while not checkpoint.exists():
+        assert process.poll() is None, f"finished before {checkpoint.name} was written"
+        assert time.monotonic() < deadline, f"no {checkpoint.name} within {timeout_s:.0f} s"
+        time.sleep(0.02)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 def make_workdir(folder: Path) -> Path:
