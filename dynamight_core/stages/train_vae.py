@@ -108,7 +108,7 @@ def _normalise(
     model: DeformationModel, reader: BatchReader, train: np.ndarray, grid: TrainingGrid
 ) -> None:
     """Standardise encoder inputs with the statistics of (up to 512) training images."""
-    images = encoder_inputs(model, reader.read(train[:NORMALISATION_PARTICLES]), grid)
+    images = encoder_inputs(reader.read(train[:NORMALISATION_PARTICLES]), grid)
     inside = model.encoder.mask > 0.5
     values = images[:, inside]
     model.encoder.set_normalisation(float(values.mean()), float(values.std()))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,9 +54,7 @@ def kl_divergence(mu: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
     return -0.5 * (1.0 + log_var - mu**2 - torch.exp(log_var)).sum(dim=1)
 
 
-def encoder_inputs(
-    model: DeformationModel, batch: ParticleBatch, grid: TrainingGrid
-) -> torch.Tensor:
+def encoder_inputs(batch: ParticleBatch, grid: TrainingGrid) -> torch.Tensor:
     """`(B, e, e)` encoder images: centred, phase-flipped, Fourier-cropped particles."""
     full_pixel_a = grid.pixel_size_a * grid.box_px / batch.images_ft.shape[-2]
     return encoder_images(
@@ -68,7 +66,7 @@ def encode(
     model: DeformationModel, batch: ParticleBatch, grid: TrainingGrid
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """`(B, L)` latent means and log-variances of a batch."""
-    return model.encoder(encoder_inputs(model, batch, grid))
+    return model.encoder(encoder_inputs(batch, grid))
 
 
 def predict(
@@ -95,11 +93,10 @@ def batch_losses(
     likelihood: FourierLikelihood,
     graph: NeighbourGraph,
     kl_weight: float,
-    sample: bool = True,
 ) -> LossTerms:
     """Data term (whitened, per Fourier component), weighted KL and deformation penalty."""
     mu, log_var = encode(model, batch, grid)
-    z = mu + torch.randn_like(mu) * torch.exp(0.5 * log_var) if sample else mu
+    z = mu + torch.randn_like(mu) * torch.exp(0.5 * log_var)
     deformed = model.deformed_positions_a(z)
     predicted = predict(model, batch, grid, deformed)
     data = likelihood.per_image(predicted, crop_fourier(batch.images_ft, grid.box_px)).mean()
@@ -184,18 +181,39 @@ def _refine_batch(
     batch: ParticleBatch,
     grid: TrainingGrid,
     likelihood: FourierLikelihood,
-    start: torch.Tensor | None,
+    start: Callable[[torch.Tensor], torch.Tensor] | None,
     steps: int,
     refinement: Refinement,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Refined latents, encoder means and encoder sigmas of one batch."""
+    """Refined latents, encoder means and encoder sigmas of one batch.
+
+    ``start`` maps the `(B, L)` encoder means to the starting latents (default: the means).
+    """
     with torch.no_grad():
         mu, log_var = encode(model, batch, grid)
-    initial = mu if start is None else start
+    initial = mu if start is None else start(mu)
     z = refine_latents(
         model, batch, grid, likelihood, initial, steps, refinement.lr, refinement.prior_weight
     )
     return z, mu, torch.exp(0.5 * log_var)
+
+
+def _continuing(latents: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Start from the given `(B, L)` latents (ignoring the encoder's means)."""
+    return lambda mu: latents.to(mu)
+
+
+def _known_or_encoded(
+    known: dict[int, torch.Tensor], rows: np.ndarray
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Start each particle from its known latent if it has one, else from the encoder's."""
+
+    def start(mu: torch.Tensor) -> torch.Tensor:
+        return torch.stack(
+            [known[int(row)].to(mu) if int(row) in known else mu[i] for i, row in enumerate(rows)]
+        )
+
+    return start
 
 
 def validation_loss(
@@ -216,11 +234,7 @@ def validation_loss(
     total, kept, position = 0.0, [], 0
     for batch in reader.batches(indices, batch_size):
         size = len(batch.indices)
-        start = (
-            None
-            if previous is None
-            else previous[position : position + size].to(batch.rotations.device)
-        )
+        start = None if previous is None else _continuing(previous[position : position + size])
         steps = refinement.steps if previous is None else refinement.tracking_steps
         z, _, _ = _refine_batch(model, batch, grid, likelihood, start, steps, refinement)
         with torch.no_grad():
@@ -248,16 +262,7 @@ def latents(
     encoder's estimate; all get ``refinement.steps`` steps.
     """
     for batch in reader.batches(indices, batch_size):
-        start = None
-        if known:
-            with torch.no_grad():
-                mu, _ = encode(model, batch, grid)
-            start = torch.stack(
-                [
-                    known[int(row)].to(mu) if int(row) in known else mu[i]
-                    for i, row in enumerate(batch.indices)
-                ]
-            )
+        start = _known_or_encoded(known, batch.indices) if known else None
         z, mu, sigma = _refine_batch(
             model, batch, grid, likelihood, start, refinement.steps, refinement
         )
