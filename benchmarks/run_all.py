@@ -8,7 +8,13 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ["bench_render.py", "bench_reconstruct.py", "bench_gaussians.py", "bench_vae.py"]
+BENCHMARKS = [
+    "bench_render.py",
+    "bench_reconstruct.py",
+    "bench_cryodrgn.py",
+    "bench_gaussians.py",
+    "bench_vae.py",
+]
 
 
 def main() -> int:

@@ -36,7 +36,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
@@ -46,12 +45,24 @@ jax.config.update("jax_enable_x64", True)
 jnp = jax.numpy
 FourierGaussian = pytest.importorskip("cryojax.ndimage").FourierGaussian
 
+from cryojax_data import (  # noqa: E402
+    VOLTAGE_KV,
+    GaussianModel,
+    Particles,
+    asymmetric_model,
+    cryojax_images,
+    cryojax_pose,
+    cryojax_transfer_theory,
+    random_particles,
+    star_tables,
+)
+
 from dynamight_core.geometry.rotations import euler_to_matrix  # noqa: E402
 from dynamight_core.io.mrc import StackWriter  # noqa: E402
 from dynamight_core.io.stacks import ImageSource, validate_stacks  # noqa: E402
 from dynamight_core.io.star import read_particles, write_star  # noqa: E402
 from dynamight_core.metrics.fsc import fsc  # noqa: E402
-from dynamight_core.physics.ctf import CtfParameters, compute_ctf  # noqa: E402
+from dynamight_core.physics.ctf import compute_ctf  # noqa: E402
 from dynamight_core.physics.render import (  # noqa: E402
     images_from_fourier,
     render_projections,
@@ -59,146 +70,9 @@ from dynamight_core.physics.render import (  # noqa: E402
 )
 from dynamight_core.reconstruct.homogeneous import reconstruct_half_maps  # noqa: E402
 
-VOLTAGE_KV = 300.0
-CS_MM = 2.7
-AMPLITUDE_CONTRAST = 0.1
-
-
 # ---------------------------------------------------------------------------------------------
-# Shared model and helpers
+# Shared helpers
 # ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class GaussianModel:
-    """Isotropic Gaussians in two width channels (each Gaussian uses exactly one)."""
-
-    positions_a: np.ndarray  # (N, 3) x, y, z in Å relative to the box centre
-    masses: np.ndarray  # (N, C) voxel-unit masses; one non-zero entry per row
-    widths_a: np.ndarray  # (C,) standard deviations in Å
-
-    def torch_args(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return (
-            torch.as_tensor(self.positions_a),
-            torch.as_tensor(self.masses),
-            torch.as_tensor(self.widths_a),
-        )
-
-    def cryojax_volume(self) -> object:
-        channel = self.masses.argmax(axis=1)
-        return cxs.GaussianMixtureVolume(
-            jnp.asarray(self.positions_a),
-            jnp.asarray(self.masses.sum(axis=1)),
-            jnp.asarray(self.widths_a[channel] ** 2),
-        )
-
-
-def asymmetric_model(n: int, box_px: int, pixel_size_a: float, seed: int) -> GaussianModel:
-    """``n`` Gaussians with random masses inside radius D/4, widths 1.5 and 2 px."""
-    rng = np.random.default_rng(seed)
-    directions = rng.standard_normal((n, 3))
-    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
-    radii = rng.uniform(0.3, 1.0, (n, 1)) * box_px / 4 * pixel_size_a
-    masses = np.zeros((n, 2))
-    masses[np.arange(n), np.arange(n) % 2] = rng.uniform(0.5, 2.0, n)
-    return GaussianModel(directions * radii, masses, np.array([1.5, 2.0]) * pixel_size_a)
-
-
-@dataclass(frozen=True)
-class Particles:
-    """RELION parameters of a batch of particles (float64 arrays of length B)."""
-
-    euler_deg: np.ndarray  # (B, 3) rlnAngleRot, rlnAngleTilt, rlnAnglePsi
-    origin_a: np.ndarray  # (B, 2) rlnOriginXAngst, rlnOriginYAngst
-    defocus_u_a: np.ndarray
-    defocus_v_a: np.ndarray
-    defocus_angle_deg: np.ndarray
-    phase_shift_deg: np.ndarray
-    bfactor_a2: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.euler_deg)
-
-    def ctf_parameters(self) -> CtfParameters:
-        def const(value: float) -> torch.Tensor:
-            return torch.full((len(self),), value, dtype=torch.float64)
-
-        def col(values: np.ndarray) -> torch.Tensor:
-            return torch.as_tensor(values, dtype=torch.float64)
-
-        return CtfParameters(
-            col(self.defocus_u_a),
-            col(self.defocus_v_a),
-            col(self.defocus_angle_deg),
-            const(VOLTAGE_KV),
-            const(CS_MM),
-            const(AMPLITUDE_CONTRAST),
-            col(self.phase_shift_deg),
-            col(self.bfactor_a2),
-            const(1.0),
-        )
-
-
-def cryojax_pose(euler_deg: jax.Array, origin_a: jax.Array) -> object:
-    """The RELION particle pose as a cryoJAX pose (see the module docstring)."""
-    return cxs.EulerAnglePose(
-        -origin_a[0], -origin_a[1], -euler_deg[0], -euler_deg[1], -euler_deg[2]
-    )
-
-
-def cryojax_transfer_theory(
-    u_a: jax.Array,
-    v_a: jax.Array,
-    angle_deg: jax.Array,
-    phase_shift_deg: jax.Array,
-    bfactor_a2: jax.Array | None,
-) -> object:
-    """RELION CTF parameters as a cryoJAX transfer theory (its sign is -RELION's)."""
-    ctf = cxs.AstigmaticCTF(
-        defocus_in_angstroms=0.5 * (u_a + v_a),
-        astigmatism_in_angstroms=u_a - v_a,
-        astigmatism_angle=90.0 - angle_deg,
-        spherical_aberration_in_mm=CS_MM,
-    )
-    envelope = None if bfactor_a2 is None else FourierGaussian(1.0, bfactor_a2)
-    return cxs.ContrastTransferTheory(
-        ctf, envelope, amplitude_contrast_ratio=AMPLITUDE_CONTRAST, phase_shift=phase_shift_deg
-    )
-
-
-def cryojax_images(
-    model: GaussianModel, particles: Particles, box_px: int, pixel_size_a: float, with_ctf: bool
-) -> np.ndarray:
-    """`(B, D, D)` cryoJAX images in RELION's sign convention (negated when CTF-modulated)."""
-    volume = model.cryojax_volume()
-    config = cxs.BasicImageConfig((box_px, box_px), pixel_size_a, VOLTAGE_KV)
-    integrator = cxs.GaussianMixtureProjection(sampling_mode="point")
-
-    def one(
-        euler: jax.Array,
-        origin: jax.Array,
-        u: jax.Array,
-        v: jax.Array,
-        angle: jax.Array,
-        phase: jax.Array,
-    ) -> jax.Array:
-        theory = cryojax_transfer_theory(u, v, angle, phase, None) if with_ctf else None
-        image_model = cxs.make_image_model(
-            volume, config, cryojax_pose(euler, origin), theory, integrator
-        )
-        image = image_model.simulate()
-        return -image if with_ctf else image
-
-    simulate = jax.jit(jax.vmap(one))
-    images = simulate(
-        jnp.asarray(particles.euler_deg),
-        jnp.asarray(particles.origin_a),
-        jnp.asarray(particles.defocus_u_a),
-        jnp.asarray(particles.defocus_v_a),
-        jnp.asarray(particles.defocus_angle_deg),
-        jnp.asarray(particles.phase_shift_deg),
-    )
-    return np.asarray(images, dtype=np.float64)
 
 
 def our_images(
@@ -413,64 +287,6 @@ RECON_BOX = 48
 RECON_PARTICLES = 600
 
 
-def random_particles(n: int, seed: int) -> Particles:
-    """Uniform random orientations (zyz Euler angles), origins and astigmatic CTFs."""
-    rng = np.random.default_rng(seed)
-    euler = np.stack(
-        [
-            rng.uniform(-180.0, 180.0, n),
-            np.rad2deg(np.arccos(rng.uniform(-1.0, 1.0, n))),
-            rng.uniform(-180.0, 180.0, n),
-        ],
-        axis=1,
-    )
-    defocus_u = rng.uniform(8000.0, 15000.0, n)
-    return Particles(
-        euler_deg=euler,
-        origin_a=rng.uniform(-4.0, 4.0, (n, 2)),
-        defocus_u_a=defocus_u,
-        defocus_v_a=defocus_u - rng.uniform(0.0, 1000.0, n),
-        defocus_angle_deg=rng.uniform(0.0, 180.0, n),
-        phase_shift_deg=np.zeros(n),
-        bfactor_a2=np.zeros(n),
-    )
-
-
-def star_tables(p: Particles, stack: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Particle and optics tables with the columns our simulator writes."""
-    n = len(p)
-    particles = pd.DataFrame(
-        {
-            "rlnImageName": [f"{i + 1:06d}@{stack}" for i in range(n)],
-            "rlnOpticsGroup": np.ones(n, dtype=int),
-            "rlnAngleRot": p.euler_deg[:, 0],
-            "rlnAngleTilt": p.euler_deg[:, 1],
-            "rlnAnglePsi": p.euler_deg[:, 2],
-            "rlnOriginXAngst": p.origin_a[:, 0],
-            "rlnOriginYAngst": p.origin_a[:, 1],
-            "rlnDefocusU": p.defocus_u_a,
-            "rlnDefocusV": p.defocus_v_a,
-            "rlnDefocusAngle": p.defocus_angle_deg,
-            "rlnPhaseShift": p.phase_shift_deg,
-            "rlnCtfBFactor": p.bfactor_a2,
-            "rlnRandomSubset": np.resize([1, 2], n),
-        }
-    )
-    optics = pd.DataFrame(
-        {
-            "rlnOpticsGroupName": ["opticsGroup1"],
-            "rlnOpticsGroup": [1],
-            "rlnVoltage": [VOLTAGE_KV],
-            "rlnSphericalAberration": [CS_MM],
-            "rlnAmplitudeContrast": [AMPLITUDE_CONTRAST],
-            "rlnImagePixelSize": [PIXEL],
-            "rlnImageSize": [RECON_BOX],
-            "rlnImageDimensionality": [2],
-        }
-    )
-    return particles, optics
-
-
 @dataclass(frozen=True)
 class CryojaxDataset:
     folder: Path
@@ -497,7 +313,7 @@ def reconstruction_fsc(
 ) -> np.ndarray:
     """FSC between our full map from ``star_particles`` metadata and our truth volume."""
     star = dataset.folder / f"{name}.star"
-    write_star(star, *star_tables(star_particles, stack))
+    write_star(star, *star_tables(star_particles, stack, RECON_BOX, PIXEL))
     particle_set = read_particles(star)
     validate_stacks(particle_set)
     source = ImageSource(particle_set)

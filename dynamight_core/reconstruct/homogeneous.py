@@ -5,6 +5,13 @@ that half only: the half is split into two quarters, the FSC between the quarter
 gives the half's spectral SNR (``2 FSC / (1 - FSC)``), and ``1/tau^2`` follows as in RELION.
 No statistic of one half touches the other half's map. The full map uses all particles
 and the mean of the two halves' regularisers.
+
+Each output map is then multiplied by a soft spherical solvent mask, as RELION masks with
+the particle diameter, so that noise outside the particle does not dominate the map's
+high-resolution shells. The diameter comes from the map itself (no setting): the radius
+where the map's spherically averaged density, blurred by ``MASK_BLUR_PX``, falls below
+``MASK_LEVEL`` of its peak, plus ``MASK_MARGIN_PX``, with a raised-cosine edge of
+``MASK_EDGE_PX``. Each half map's mask comes from that half map only.
 """
 
 from __future__ import annotations
@@ -14,19 +21,29 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy import ndimage
 
+from dynamight_core.geometry.masks import spherical_mask
 from dynamight_core.io.checkpoint import Checkpointer
 from dynamight_core.io.stacks import ImageSource
 from dynamight_core.io.star import ParticleSet
 from dynamight_core.logs import progress
 from dynamight_core.metrics.fsc import FscCurve, fsc
 from dynamight_core.physics.ctf import compute_ctf
-from dynamight_core.reconstruct.insertion import FourierAccumulator, padded_centred_transform
+from dynamight_core.reconstruct.insertion import (
+    FourierAccumulator,
+    centred_transform,
+    scale_shells,
+)
 
 logger = logging.getLogger(__name__)
 
 PRELIMINARY_REGULARISER = 1e-4
 FSC_CLIP = (1e-3, 0.9999)
+MASK_BLUR_PX = 2.0
+MASK_LEVEL = 0.02
+MASK_MARGIN_PX = 2.0
+MASK_EDGE_PX = 5.0  # RELION's default --width_mask_edge
 
 
 @dataclass(frozen=True)
@@ -51,6 +68,53 @@ class HalfMapResult:
     regulariser2: np.ndarray
 
 
+def particle_radius_px(volume: np.ndarray) -> float:
+    """Radius (px) about the box centre beyond which a map holds only solvent.
+
+    Parameters
+    ----------
+    volume
+        `(D, D, D)` map, box centre at ``D//2``.
+
+    Returns
+    -------
+    float
+        The largest radius whose spherically averaged density, after a Gaussian blur of
+        ``MASK_BLUR_PX``, exceeds ``MASK_LEVEL`` times the profile's peak; ``D/2`` when
+        the profile never falls that low.
+    """
+    box = volume.shape[0]
+    blurred = ndimage.gaussian_filter(volume.astype(np.float64), MASK_BLUR_PX, mode="wrap")
+    axis = np.arange(box) - box // 2
+    radius = np.sqrt(axis[:, None, None] ** 2 + axis[None, :, None] ** 2 + axis[None, None, :] ** 2)
+    shells = np.round(radius).astype(np.int64).ravel()
+    profile = np.bincount(shells, blurred.ravel()) / np.bincount(shells)
+    profile = profile[: box // 2 + 1]
+    above = np.flatnonzero(profile > MASK_LEVEL * profile.max())
+    return float(above.max()) if len(above) else box / 2
+
+
+def masked_map(
+    accumulator: FourierAccumulator, regulariser: torch.Tensor
+) -> tuple[np.ndarray, float]:
+    """Wiener-filtered map times a soft sphere around the particle (module docstring).
+
+    The mask is applied before the filter's per-shell gain, which it would otherwise
+    smear across shells (see :meth:`FourierAccumulator.reconstruct_parts`).
+
+    Returns
+    -------
+    tuple
+        `(D, D, D)` float32 map, and the radius (px) where the mask starts to fall.
+    """
+    volume, gain = accumulator.reconstruct_parts(regulariser)
+    box = accumulator.box_px
+    radius_px = particle_radius_px(volume.cpu().numpy())
+    radius_px = min(radius_px + MASK_MARGIN_PX, box / 2 - MASK_EDGE_PX)
+    mask = torch.from_numpy(spherical_mask(box, radius_px, MASK_EDGE_PX)).to(volume)
+    return scale_shells(volume * mask, gain).cpu().numpy(), radius_px
+
+
 def _batches(indices: np.ndarray, batch_size: int) -> list[np.ndarray]:
     return [indices[i : i + batch_size] for i in range(0, len(indices), batch_size)]
 
@@ -65,8 +129,8 @@ def _insert_batch(
     pixel = particle_set.pixel_size_a
     images = torch.from_numpy(source.read(batch)).to(device)
     shifts_px = particle_set.shifts_a(batch, device) / pixel
-    slices = padded_centred_transform(images, shifts_px, accumulator.pad)
-    ctf = compute_ctf(particle_set.ctf_parameters(batch, device), accumulator.size, pixel)
+    slices = centred_transform(images, shifts_px)
+    ctf = compute_ctf(particle_set.ctf_parameters(batch, device), accumulator.box_px, pixel)
     accumulator.insert(slices, ctf, particle_set.rotations(batch, device))
 
 
@@ -184,11 +248,18 @@ def reconstruct_half_maps(
             quarter_a, quarter_b, particle_set.pixel_size_a, tau2_fudge
         )
         total = quarter_a.merged(quarter_b)
-        maps.append(total.reconstruct(regulariser.to(device)).cpu().numpy())
+        maps.append(masked_map(total, regulariser.to(device)))
         regularisers.append(regulariser)
         sums.append(total)
     full_regulariser = 0.5 * (regularisers[0] + regularisers[1])
-    full = sums[0].merged(sums[1]).reconstruct(full_regulariser.to(device)).cpu().numpy()
+    full, radius_full = masked_map(sums[0].merged(sums[1]), full_regulariser.to(device))
+    logger.info(
+        "solvent masks (radius to the soft edge): half 1 %.1f px, half 2 %.1f px, full %.1f px",
+        maps[0][1],
+        maps[1][1],
+        radius_full,
+    )
+    maps = [maps[0][0], maps[1][0]]
     curve = fsc(maps[0], maps[1], particle_set.pixel_size_a)
     logger.info(
         "half-map FSC: %.2f Å at 0.143, %.2f Å at 0.5",

@@ -1,19 +1,40 @@
 """Fourier-slice insertion of CTF-weighted particle images into a padded 3D transform.
 
-Each image is centred (phase shift by its origin), zero-padded to ``pad * D``, transformed,
-multiplied by its CTF, and its central slice is placed at ``A^T (k_x, k_y, 0)`` with
-trilinear weights. The numerator (CTF times data) and the denominator (CTF squared) are
-accumulated together; :meth:`FourierAccumulator.reconstruct` divides them with a Wiener
-term, transforms back, crops and corrects for the trilinear kernel (gridding correction).
-Transforms are *centred* (phases relative to the box centre) so that slices can be
-interpolated; the checkerboard factors convert from and to the ``torch.fft`` layout.
+Each image is transformed at its own size D, centred (phase shift by its origin) and
+multiplied by its CTF on that same grid, where every sample holds the frequency the CTF
+is computed for. Sample ``j`` (index units of the D grid) is placed at ``pad * A^T (j_x,
+j_y, 0)`` on the ``G = pad * D`` grid with trilinear weights, as RELION's backprojector
+does. Zero-padding the image before its transform instead would put sinc-interpolated
+values on the half-integer frequencies and multiply them by the CTF of a frequency whose
+value they do not hold; beyond the shell where the CTF turns by more than pi per Fourier
+pixel those samples are wrong.
+
+Samples are kept to radius ``D/2 + 1/2`` (so the voxels of the Nyquist shell get their
+full trilinear weight), without the Nyquist row and column of the image transform, which
+hold the sum of two frequencies. Splat corners beyond the padded grid's Nyquist are
+dropped, not wrapped onto the far side. The numerator (CTF times data) and the
+denominator (CTF squared) are accumulated together; :meth:`FourierAccumulator.reconstruct`
+divides them with a Wiener term, transforms back, crops and corrects for the trilinear
+kernel (gridding correction). Transforms are *centred* (phases relative to the box centre)
+so that slices can be interpolated; the checkerboard factors convert from and to the
+``torch.fft`` layout.
 """
 
 from __future__ import annotations
 
 import torch
 
-from dynamight_core.geometry.grids import centre_phase_3d
+from dynamight_core.geometry.grids import (
+    centre_phase_3d,
+    radial_shell_index_3d,
+    rfft_frequencies_2d,
+)
+
+# image samples are inserted to radius D/2 + SLICE_MARGIN_PX (px of the D grid), and the map
+# keeps the frequencies to radius D/2 + MAP_MARGIN_PX: the whole Nyquist shell of a
+# nearest-shell FSC, each of its voxels with samples on both sides
+SLICE_MARGIN_PX = 0.5
+MAP_MARGIN_PX = 0.5
 
 
 def _centre_phase_2d(size: int, device: torch.device) -> torch.Tensor:
@@ -23,35 +44,44 @@ def _centre_phase_2d(size: int, device: torch.device) -> torch.Tensor:
     return 1.0 - 2.0 * ((idx_y[:, None] + idx_x[None, :]) % 2).float()
 
 
-def padded_centred_transform(
-    images: torch.Tensor, shifts_px: torch.Tensor, pad: int
-) -> torch.Tensor:
-    """Centred rfft of zero-padded images, with each particle moved to the box centre.
+def centred_transform(images: torch.Tensor, shifts_px: torch.Tensor) -> torch.Tensor:
+    """Centred rfft of images at their own size, with each particle moved to the box centre.
 
     Parameters
     ----------
     images
-        `(B, D, D)` real images, box centre at ``D//2``.
+        `(B, D, D)` real images, box centre at ``D//2`` (D even).
     shifts_px
         `(B, 2)` (x, y) position of each particle centre relative to the box centre (px).
-    pad
-        Padding factor; the output grid is ``G = pad * D``.
 
     Returns
     -------
     torch.Tensor
-        `(B, G, G//2+1)` complex transform with phases relative to the box centre.
+        `(B, D, D//2+1)` complex transform with phases relative to the box centre, on the
+        grid of :func:`~dynamight_core.physics.ctf.compute_ctf` for the same box.
     """
-    batch, box, _ = images.shape
-    size = pad * box
-    start = (size - box) // 2
-    padded = torch.zeros(batch, size, size, dtype=images.dtype, device=images.device)
-    padded[:, start : start + box, start : start + box] = images
-    spectrum = torch.fft.rfft2(padded) * _centre_phase_2d(size, images.device)
-    ky = torch.fft.fftfreq(size, device=images.device)[:, None]
-    kx = torch.fft.rfftfreq(size, device=images.device)[None, :]
+    box = images.shape[-1]
+    spectrum = torch.fft.rfft2(images) * _centre_phase_2d(box, images.device)
+    ky, kx = rfft_frequencies_2d(box, device=images.device, dtype=images.dtype)
     phase = 2.0 * torch.pi * (kx * shifts_px[:, 0, None, None] + ky * shifts_px[:, 1, None, None])
     return spectrum * torch.polar(torch.ones_like(phase), phase)
+
+
+def scale_shells(volume: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
+    """Multiply each Fourier shell of a map by a factor.
+
+    Parameters
+    ----------
+    volume
+        `(D, D, D)` real map.
+    gain
+        `(D//2+1,)` factor per shell (nearest shell ``round(|k| D)``); shells beyond
+        Nyquist use the last one.
+    """
+    box = volume.shape[-1]
+    shells = radial_shell_index_3d(box, volume.device).clamp_(max=box // 2)
+    spectrum = torch.fft.rfftn(volume) * gain.to(volume)[shells]
+    return torch.fft.irfftn(spectrum, s=volume.shape)
 
 
 class FourierAccumulator:
@@ -79,12 +109,20 @@ class FourierAccumulator:
         self._slice_coords, self._slice_keep = self._slice_frequencies()
 
     def _slice_frequencies(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Frequencies (index units) of the rfft half-plane inside the Nyquist disc."""
-        size = self.size
-        jy = torch.fft.fftfreq(size, d=1.0 / size, device=self.device)
-        jx = torch.arange(size // 2 + 1, device=self.device, dtype=torch.float32)
+        """Image frequencies (index units of the D grid) that are inserted.
+
+        Returns
+        -------
+        tuple of torch.Tensor
+            `(P, 2)` (j_x, j_y) of the kept samples and the `(D, D//2+1)` mask that
+            selects them from an rfft.
+        """
+        box = self.box_px
+        jy = torch.fft.fftfreq(box, d=1.0 / box, device=self.device)
+        jx = torch.arange(box // 2 + 1, device=self.device, dtype=torch.float32)
         grid_y, grid_x = torch.meshgrid(jy, jx, indexing="ij")
-        keep = (grid_x**2 + grid_y**2) <= (size // 2 - 1) ** 2
+        inside = (grid_x**2 + grid_y**2) <= (box / 2 + SLICE_MARGIN_PX) ** 2
+        keep = inside & (grid_y.abs() < box // 2) & (grid_x < box // 2)
         coords = torch.stack([grid_x, grid_y], dim=-1)[keep]  # (P, 2)
         return coords, keep
 
@@ -94,17 +132,18 @@ class FourierAccumulator:
         Parameters
         ----------
         slices_ft
-            `(B, G, G//2+1)` centred transforms from :func:`padded_centred_transform`.
+            `(B, D, D//2+1)` centred transforms from :func:`centred_transform`.
         ctf
-            `(B, G, G//2+1)` CTF on the padded grid.
+            `(B, D, D//2+1)` CTF on the same (unpadded) grid.
         rotations
             `(B, 3, 3)` RELION matrices ``A``.
         """
         keep = self._slice_keep
         data = (slices_ft * ctf)[:, keep]  # (B, P)
         weight = (ctf * ctf)[:, keep]
-        # 3D frequency of 2D frequency k is A^T (kx, ky, 0) = kx * A[0] + ky * A[1]
-        coords = self._slice_coords.to(rotations.dtype)
+        # 3D frequency of 2D frequency j is A^T (jx, jy, 0) = jx * A[0] + jy * A[1], and the
+        # padded grid samples it at pad times that index
+        coords = self._slice_coords.to(rotations.dtype) * self.pad
         points = (
             coords[None, :, 0, None] * rotations[:, None, 0, :]
             + coords[None, :, 1, None] * rotations[:, None, 1, :]
@@ -113,11 +152,15 @@ class FourierAccumulator:
         points = torch.where(flip[..., None], -points, points)
         data = torch.where(flip, data.conj(), data)
         values = torch.stack([data.real, data.imag, weight], dim=-1)  # (B, P, 3)
-        self._splat(points.reshape(-1, 3), values.reshape(-1, 3))
+        self._splat(points.reshape(-1, 3), values.reshape(-1, 3).to(self.sums.dtype))
         self.n_images += slices_ft.shape[0]
 
     def _splat(self, points: torch.Tensor, values: torch.Tensor) -> None:
-        """Trilinear accumulation of `(M, 3)` values at `(M, 3)` (x, y, z) index coordinates."""
+        """Trilinear accumulation of `(M, 3)` values at `(M, 3)` (x, y, z) index coordinates.
+
+        ``x >= 0``; corners beyond the grid's Nyquist (``x > G/2`` or ``|y|, |z| > G/2``)
+        are dropped.
+        """
         size, half = self.size, self.size // 2 + 1
         floor = torch.floor(points)
         frac = points - floor
@@ -127,11 +170,12 @@ class FourierAccumulator:
             wx = frac[:, 0] if dx else 1.0 - frac[:, 0]
             wy = frac[:, 1] if dy else 1.0 - frac[:, 1]
             wz = frac[:, 2] if dz else 1.0 - frac[:, 2]
-            ix = (base[:, 0] + dx).clamp_(max=half - 1)
-            iy = torch.remainder(base[:, 1] + dy, size)
-            iz = torch.remainder(base[:, 2] + dz, size)
-            index = (iz * size + iy) * half + ix
-            self.sums.index_add_(0, index, values * (wx * wy * wz)[:, None])
+            ix, iy, iz = base[:, 0] + dx, base[:, 1] + dy, base[:, 2] + dz
+            inside = (ix < half) & (iy.abs() <= size // 2) & (iz.abs() <= size // 2)
+            index = (torch.remainder(iz, size) * size + torch.remainder(iy, size)) * half
+            index = index + ix.clamp(max=half - 1)
+            weight = torch.where(inside, wx * wy * wz, 0.0)
+            self.sums.index_add_(0, index, values * weight[:, None])
 
     def state(self) -> dict[str, torch.Tensor | int]:
         """The sums and image count, for a checkpoint."""
@@ -181,31 +225,62 @@ class FourierAccumulator:
         return (total / count.clamp(min=1))[: self.box_px // 2 + 1]
 
     def reconstruct(self, regulariser: torch.Tensor) -> torch.Tensor:
-        """Wiener-filtered map from the sums.
+        """Wiener-filtered map from the sums (:meth:`reconstruct_parts`, then the gain).
 
         Parameters
         ----------
         regulariser
-            `(D//2+1,)` term added to the CTF² sum in each shell (``1/tau^2`` in the units
-            of the sums); shells beyond Nyquist are set to zero.
+            `(D//2+1,)` term added to the CTF² sum in each shell.
 
         Returns
         -------
         torch.Tensor
             `(D, D, D)` float32 map indexed (z, y, x), centre at ``D//2``.
         """
+        return scale_shells(*self.reconstruct_parts(regulariser))
+
+    def reconstruct_parts(self, regulariser: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The map before its per-shell gain, and that gain.
+
+        The Wiener term is applied in two parts. In each voxel of the padded grid the CTF²
+        sum gets ``min(regulariser, mean CTF² sum of the shell)`` added; the rest of the
+        filter, the ratio of the shell's mean gains with the full and the capped term, is
+        applied per shell after cropping, on the map's own grid. A term that grows by
+        orders of magnitude over a few shells (where the FSC falls) would otherwise, once
+        the padded map is cropped (a convolution with a sinc in Fourier space), leak the
+        strong shells' content into the weak ones and bury their signal.
+
+        Parameters
+        ----------
+        regulariser
+            `(D//2+1,)` term added to the CTF² sum in each shell (``1/tau^2`` in the units
+            of the sums); frequencies beyond ``D/2 + MAP_MARGIN_PX`` are set to zero.
+
+        Returns
+        -------
+        tuple of torch.Tensor
+            `(D, D, D)` float32 map indexed (z, y, x), centre at ``D//2``, and the
+            `(D//2+1,)` gain per shell for :func:`scale_shells`. A real-space mask must be
+            applied before the gain, not after: it too mixes neighbouring shells.
+        """
         numerator, weight = self._hermitian_sums()
         radius = self.shell_radius()
         shells = torch.round(radius).long().clamp_(max=self.box_px // 2)
-        denominator = weight + regulariser.to(weight)[shells]
-        volume_ft = torch.where(radius <= self.box_px / 2, numerator / denominator, 0.0)
+        regulariser = regulariser.to(weight)
+        mean_weight = self.mean_weight_per_shell().to(weight)
+        in_voxel = torch.minimum(regulariser, mean_weight)
+        denominator = weight + in_voxel[shells]
+        keep = radius <= self.box_px / 2 + MAP_MARGIN_PX
+        volume_ft = torch.where(keep, numerator / denominator, 0.0)
         volume_ft = volume_ft * centre_phase_3d(self.size, self.device)
         padded = torch.fft.irfftn(volume_ft, s=(self.size,) * 3)
         start = (self.size - self.box_px) // 2
         volume = padded[
             start : start + self.box_px, start : start + self.box_px, start : start + self.box_px
         ]
-        return volume / self._gridding_kernel()
+        volume = volume / self._gridding_kernel()
+        gain = (mean_weight + in_voxel) / (mean_weight + regulariser).clamp(min=1e-30)
+        return volume, gain
 
     def _gridding_kernel(self) -> torch.Tensor:
         """Real-space transform of the trilinear interpolation kernel on the padded grid."""
