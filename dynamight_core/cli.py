@@ -1,15 +1,16 @@
 """Command-line interface: ``python -m dynamight_core <stage> ...``.
 
 Every stage module defines ``HELP``, ``add_arguments(parser)`` and ``run(args)``. The CLI
-sets up logging, records the command, version and device, and turns bad input into one
-clear error line (exit code 2) and any other failure into a logged traceback (exit 1).
+sets up logging, records the command, version and device, and turns bad input (or a
+checkpoint folder held by another running copy) into one clear error line (exit code 2),
+a diverged training (NaN or infinite loss) into one line (exit code 3) and any other
+failure into a logged traceback (exit 1).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import logging
 import os
 import platform
@@ -36,6 +37,7 @@ STAGES = {
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILURE = 1
+EXIT_DIVERGED = 3
 
 
 def write_run_record(path: str, stage: str, started: float) -> None:
@@ -43,7 +45,7 @@ def write_run_record(path: str, stage: str, started: float) -> None:
     import torch
 
     from dynamight_core.device import describe_device
-    from dynamight_core.io.files import write_text_atomic
+    from dynamight_core.io.files import write_json_atomic
 
     record = {
         "stage": stage,
@@ -59,7 +61,7 @@ def write_run_record(path: str, stage: str, started: float) -> None:
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
         "device": describe_device(),
     }
-    write_text_atomic(path, json.dumps(record, indent=2) + "\n")
+    write_json_atomic(path, record)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one stage; returns the process exit code."""
-    from dynamight_core.errors import InputError
+    from dynamight_core.errors import CheckpointInUseError, InputError, TrainingDivergedError
     from dynamight_core.logs import setup_logging
 
     args = build_parser().parse_args(argv)
@@ -99,9 +101,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.module.run(args)
         if args.record:
             write_run_record(args.record, args.stage, started)
+    except CheckpointInUseError as err:
+        logger.error("another copy of this stage is running: %s", err)
+        return EXIT_BAD_INPUT
     except InputError as err:
         logger.error("bad input: %s", err)
         return EXIT_BAD_INPUT
+    except TrainingDivergedError as err:
+        logger.error("training diverged: %s", err)
+        return EXIT_DIVERGED
     except Exception:
         logger.exception(
             "stage '%s' failed; the traceback above shows where. If the input "

@@ -1,4 +1,4 @@
-"""Device choice, thread count and seeding.
+"""Device choice, thread count, seeding and the state of the random number generators.
 
 A stage runs on CUDA whenever a GPU is visible (SLURM sets ``CUDA_VISIBLE_DEVICES``) and
 on the CPU otherwise; no stage hard-codes a GPU index.
@@ -12,7 +12,7 @@ import os
 import random
 import tempfile
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 import torch
@@ -126,3 +126,47 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))  # noqa: NPY002 - seeds third-party code using the global RNG
     torch.manual_seed(seed)
+
+
+def rng_state() -> dict[str, Any]:
+    """The state of every random number generator a stage may draw from.
+
+    Covers torch on the CPU and on every visible GPU, NumPy's global generator and
+    Python's ``random``, as tensors and plain values, so a checkpoint holding it loads
+    with ``torch.load(weights_only=True)``. See :func:`set_rng_state`.
+    """
+    name, keys, position, has_gauss, cached = np.random.get_state()  # noqa: NPY002
+    version, internal, gauss_next = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": [str(name), torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached],
+        "python": [version, list(internal), gauss_next],
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Put every generator back into a state from :func:`rng_state`.
+
+    The GPU generators are restored when the same number of GPUs is visible; otherwise
+    the run continues (on another device it cannot repeat the GPU's draws anyway) with a
+    warning that it will not be bit-identical to an uninterrupted one.
+    """
+    torch.set_rng_state(state["torch"])
+    saved_cuda = list(state["cuda"])
+    visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if saved_cuda and len(saved_cuda) == visible:
+        torch.cuda.set_rng_state_all(saved_cuda)
+    elif saved_cuda or visible:
+        logger.warning(
+            "checkpoint made with %d GPUs, resumed with %d: the resumed run will not be "
+            "bit-identical to an uninterrupted one",
+            len(saved_cuda),
+            visible,
+        )
+    name, keys, position, has_gauss, cached = state["numpy"]
+    np.random.set_state(  # noqa: NPY002 - restores third-party code's global RNG
+        (name, keys.numpy().astype(np.uint32), int(position), int(has_gauss), float(cached))
+    )
+    version, internal, gauss_next = state["python"]
+    random.setstate((int(version), tuple(int(v) for v in internal), gauss_next))

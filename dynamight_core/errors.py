@@ -42,3 +42,76 @@ class InputError(ValueError):
         if hint:
             message += f". {hint}"
         super().__init__(message)
+
+
+class NonFiniteResultError(RuntimeError):
+    """A computed result holds NaN or infinite values; it is not written.
+
+    Parameters
+    ----------
+    destination
+        The output that would have held the result.
+    what
+        What was computed (e.g. ``"map"``).
+    count
+        How many values are not finite.
+    """
+
+    def __init__(self, destination: str | PathLike[str], what: str, count: int) -> None:
+        self.destination = str(destination)
+        super().__init__(
+            f"{self.destination}: the computed {what} has {count} NaN or infinite values and "
+            "was not written. Check the optics and CTF values of the input and the learning "
+            "rates in the configuration"
+        )
+
+
+class CheckpointInUseError(InputError):
+    """Another running process holds a stage's checkpoint folder.
+
+    Two copies of one stage would write the same checkpoint and outputs; the second
+    stops at once instead (exit code 2), naming the holder.
+
+    Parameters
+    ----------
+    folder
+        The checkpoint folder.
+    holder
+        Who holds it, as recorded in its lock file (host, PID, start time).
+    """
+
+    def __init__(self, folder: str | PathLike[str], holder: str) -> None:
+        super().__init__(
+            folder,
+            "lock",
+            "no other running copy of this stage",
+            f"one running as {holder}",
+            "End that process first (kill the PID on that host, or scancel its SLURM job), "
+            "then re-run; it keeps its checkpoint, so the re-run resumes from it",
+        )
+
+
+class TrainingDivergedError(RuntimeError):
+    """A training loss or parameter became NaN or infinite; nothing is written.
+
+    Parameters
+    ----------
+    stage
+        The stage whose optimisation diverged (e.g. ``"train-vae"``).
+    where
+        When it happened (e.g. ``"epoch 3, step 7"``).
+    what
+        What became non-finite (e.g. ``"training loss"``).
+    value
+        The offending value (NaN or ±inf).
+    advice
+        What to change, usually which learning rates to lower.
+    """
+
+    def __init__(self, stage: str, where: str, what: str, value: float, advice: str) -> None:
+        self.stage = stage
+        self.where = where
+        super().__init__(
+            f"{stage}: the {what} became {value} at {where}; the optimisation diverged and "
+            f"no output was written. {advice}"
+        )

@@ -230,3 +230,30 @@ def test_killed_fit_resumes_with_identical_model(local_run: Path, tmp_path: Path
     killed, _ = load_gaussian_model(tmp_path / "killed.pt")
     for a, b in zip(reference.state_dict().values(), killed.state_dict().values(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_fit_reports_a_map_whose_half_maps_never_reach_0143(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Half map 2 is pure noise: the map's resolution is worse than the lowest shell.
+
+    The fit still runs, compares model and map at the lowest shell, writes ``null`` as
+    the map's resolution and warns, instead of failing on an empty range of shells.
+    """
+    volume = _map(tmp_path)
+    rng = np.random.default_rng(1)
+    noise = rng.standard_normal((2, *volume.data.shape)).astype(np.float32) * volume.data.std()
+    write_volume(tmp_path / "half1.mrc", volume.data + 0.1 * noise[0], 2.0)
+    write_volume(tmp_path / "half2.mrc", noise[1], 2.0)
+    arguments = ["fit-consensus", "--map", str(tmp_path / "map.mrc"), "--iterations", "20"]
+    arguments += ["--half-maps", str(tmp_path / "half1.mrc"), str(tmp_path / "half2.mrc")]
+    outputs = ("model", "quality", "map", "png")
+    for flag, suffix in zip(outputs, ("pt", "json", "mrc", "png"), strict=True):
+        arguments += [f"--out-{flag}", str(tmp_path / f"out.{suffix}")]
+    with caplog.at_level("WARNING"):
+        assert main(arguments) == 0
+    quality = json.loads((tmp_path / "out.json").read_text())
+    assert quality["map_resolution_0143_a"] is None
+    lowest_shell = quality["masked_corrected"]["fsc"][1]
+    assert quality["min_fsc_to_map_resolution"] == pytest.approx(lowest_shell, abs=1e-5)
+    assert "worse than 64.0 Å" in caplog.text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -39,17 +40,25 @@ def _wait_for_mid_run_checkpoint(folder: Path, process: subprocess.Popen[str]) -
     pytest.fail("no checkpoint appeared within 10 minutes")
 
 
-def _stage_pid(marker: str) -> int | None:
-    """PID of the running stage whose command line contains ``marker``."""
+def _stage_pid(stage: str, workdir: Path) -> int | None:
+    """PID of the ``python -m dynamight_core <stage>`` process running in ``workdir``.
+
+    Not the ``bash -c`` wrapper Snakemake starts it in, whose command line holds the same
+    words: killing that one would leave the stage itself running. Only processes whose
+    working folder is ``workdir``, so that no other run on the machine is touched.
+    """
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            argv = (entry / "cmdline").read_bytes().decode().split("\0")
         except OSError:
             continue
-        if "-m dynamight_core" in command and marker in command:
-            return int(entry.name)
+        if argv[1:4] != ["-m", "dynamight_core", stage]:
+            continue
+        with contextlib.suppress(OSError):
+            if (entry / "cwd").resolve() == workdir.resolve():
+                return int(entry.name)
     return None
 
 
@@ -103,7 +112,7 @@ def test_killed_stage_is_retried_and_resumes(tmp_path: Path) -> None:
         workdir, "--cores", "2", "--retries", "1", TARGET, configfiles=CONFIGS, popen=True
     )
     _wait_for_mid_run_checkpoint(workdir / "results/.checkpoints/reconstruct_consensus", process)
-    pid = _stage_pid("reconstruct")
+    pid = _stage_pid("reconstruct", workdir)
     assert pid is not None, "the reconstruction stage is not running"
     os.kill(pid, signal.SIGKILL)
     output, _ = process.communicate(timeout=900)
@@ -122,5 +131,56 @@ def test_killed_workflow_reruns_incomplete_job_and_resumes(tmp_path: Path) -> No
     unlocked = snakemake(workdir, "--unlock", configfiles=CONFIGS)
     assert unlocked.returncode == 0, unlocked.stderr[-2000:]
     resumed = snakemake(workdir, "--cores", "2", "--rerun-incomplete", TARGET, configfiles=CONFIGS)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    _assert_resumed_and_identical(workdir, tmp_path / "uninterrupted")
+
+
+def _wait_until_gone(pid: int, timeout_s: float = 30) -> None:
+    """Until process ``pid`` has ended (a zombie counts: it holds no lock)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except FileNotFoundError:
+            return
+        if "State:\tZ" in status:
+            return
+        assert time.monotonic() < deadline, f"process {pid} still running"
+        time.sleep(0.05)
+
+
+def test_orphaned_job_blocks_a_second_copy_until_it_is_ended(tmp_path: Path) -> None:
+    """SIGKILL of snakemake alone leaves its job running (an orphan).
+
+    The re-run's copy of the job must not adopt the orphan's live checkpoint: it stops
+    with the lock error naming the orphan's PID. The README's recovery -- end the orphan,
+    ``snakemake --unlock``, re-run with ``--rerun-incomplete`` -- then resumes from the
+    orphan's checkpoint and gives the uninterrupted maps. The orphan is frozen with
+    SIGSTOP so it cannot finish while the second copy starts.
+    """
+    workdir = _prepared_workdir(tmp_path / "run")
+    folder = workdir / "results/.checkpoints/reconstruct_consensus"
+    process = snakemake(workdir, "--cores", "2", TARGET, configfiles=CONFIGS, popen=True)
+    _wait_for_mid_run_checkpoint(folder, process)
+    orphan = _stage_pid("reconstruct", workdir)
+    assert orphan is not None, "the reconstruction stage is not running"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(timeout=60)  # not communicate(): the orphan keeps the output pipe open
+    if process.stdout:
+        process.stdout.close()
+    os.kill(orphan, signal.SIGSTOP)
+    rerun = ["--cores", "2", "--rerun-incomplete", TARGET]
+    try:
+        assert snakemake(workdir, "--unlock", configfiles=CONFIGS).returncode == 0
+        blocked = snakemake(workdir, *rerun, configfiles=CONFIGS)
+        assert blocked.returncode != 0, blocked.stdout[-3000:]
+        log = (workdir / "results/logs/reconstruct_consensus.log").read_text()
+        lock_error = "results/.checkpoints/reconstruct_consensus: lock: expected no other"
+        assert lock_error in log and f"PID {orphan}," in log, log[-3000:]
+    finally:
+        os.kill(orphan, signal.SIGKILL)
+    _wait_until_gone(orphan)
+    assert snakemake(workdir, "--unlock", configfiles=CONFIGS).returncode == 0
+    resumed = snakemake(workdir, *rerun, configfiles=CONFIGS)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     _assert_resumed_and_identical(workdir, tmp_path / "uninterrupted")

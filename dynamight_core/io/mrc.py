@@ -10,7 +10,7 @@ import mrcfile
 import numpy as np
 
 from dynamight_core._version import __version__
-from dynamight_core.errors import InputError
+from dynamight_core.errors import InputError, NonFiniteResultError
 from dynamight_core.io.files import atomic_path
 
 logger = logging.getLogger(__name__)
@@ -122,7 +122,15 @@ def write_volume(path: str | Path, data: np.ndarray, voxel_size_a: float) -> Non
         `(D, D, D)` array indexed (z, y, x).
     voxel_size_a
         Voxel size in Å.
+
+    Raises
+    ------
+    NonFiniteResultError
+        If ``data`` holds NaN or infinite values (nothing is written).
     """
+    bad = int(np.size(data) - np.isfinite(data).sum())
+    if bad:
+        raise NonFiniteResultError(path, "map", bad)
     with atomic_path(path) as tmp, mrcfile.new(tmp, overwrite=True) as mrc:
         mrc.set_data(np.ascontiguousarray(data, dtype=np.float32))
         mrc.voxel_size = voxel_size_a

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+import math
+
 import numpy as np
 
 from dynamight_core.metrics.fsc import FscCurve, fsc, masked_fsc
+
+logger = logging.getLogger(__name__)
+
+MAP_THRESHOLD = 0.143
 
 
 def _curve(curve: FscCurve) -> dict[str, object]:
@@ -13,6 +20,38 @@ def _curve(curve: FscCurve) -> dict[str, object]:
         "resolution_0143_a": round(curve.resolution_at(0.143), 3),
         "resolution_05_a": round(curve.resolution_at(0.5), 3),
     }
+
+
+def map_resolution(own: FscCurve) -> tuple[float | None, int]:
+    """A map's resolution from its half maps' FSC, and the last shell at that resolution.
+
+    Parameters
+    ----------
+    own
+        Corrected masked FSC of the map's two half maps.
+
+    Returns
+    -------
+    resolution_a
+        Where the FSC falls below 0.143 (Å), or ``None`` when it is below 0.143 from the
+        lowest shell on or not finite: the map holds no signal the half maps agree on
+        (e.g. one half set is noise), so its resolution is worse than the lowest shell.
+    last_shell
+        The highest shell at or below that resolution; shell 1 (the lowest) when
+        ``resolution_a`` is ``None``.
+    """
+    resolution_a = own.resolution_at(MAP_THRESHOLD)
+    lowest_shell_a = own.box_px * own.pixel_size_a
+    if not math.isfinite(resolution_a) or resolution_a > lowest_shell_a:
+        logger.warning(
+            "the half maps' FSC %s from the lowest shell on: the map's resolution is worse "
+            "than %.1f Å (one half set may hold no signal); the model is compared with the "
+            "map at the lowest shell only",
+            "is not finite" if np.isnan(own.fsc).any() else f"is below {MAP_THRESHOLD}",
+            lowest_shell_a,
+        )
+        return None, 1
+    return resolution_a, max(1, int(np.floor(lowest_shell_a / resolution_a)))
 
 
 def fit_quality(
@@ -40,7 +79,8 @@ def fit_quality(
     dict
         ``unmasked`` and ``masked_corrected`` FSC curves with their resolutions,
         ``correlation_in_mask``, ``relative_residual_in_mask`` and, with half maps,
-        ``map_resolution_0143_a`` and ``min_fsc_to_map_resolution``.
+        ``map_resolution_0143_a`` (``None`` when the half maps' FSC never reaches 0.143,
+        see :func:`map_resolution`) and ``min_fsc_to_map_resolution``.
     """
     weights = mask / mask.sum()
     centred_model = model_map - (weights * model_map).sum()
@@ -59,9 +99,8 @@ def fit_quality(
     }
     if half_maps is not None:
         own = masked_fsc(half_maps[0], half_maps[1], mask, pixel_size_a).corrected
-        resolution = own.resolution_at(0.143)
-        last_shell = int(np.floor(target.shape[0] * pixel_size_a / resolution))
-        record["map_resolution_0143_a"] = round(resolution, 3)
+        resolution_a, last_shell = map_resolution(own)
+        record["map_resolution_0143_a"] = None if resolution_a is None else round(resolution_a, 3)
         record["min_fsc_to_map_resolution"] = round(
             float(corrected.fsc[1 : last_shell + 1].min()), 5
         )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 
 import numpy as np
@@ -11,7 +10,7 @@ import torch
 
 from dynamight_core.device import seed_everything
 from dynamight_core.io.checkpoint import Checkpointer
-from dynamight_core.io.files import sha256_file, write_text_atomic
+from dynamight_core.io.files import sha256_file, write_json_atomic
 from dynamight_core.io.mrc import check_volume_matches, read_volume, write_volume
 from dynamight_core.metrics.fit_quality import fit_quality
 from dynamight_core.metrics.plots import plot_fsc
@@ -137,7 +136,7 @@ def run(args: argparse.Namespace) -> None:
         {"threshold": threshold, "source": args.map, "settings": vars(settings)},
     )
     write_volume(args.out_map, rendered, volume.voxel_size_a)
-    write_text_atomic(args.out_quality, json.dumps(quality, indent=2) + "\n")
+    write_json_atomic(args.out_quality, quality)
     shells = np.arange(len(quality["unmasked"]["fsc"]))  # type: ignore[index]
     with np.errstate(divide="ignore"):
         resolution = volume.box_px * volume.voxel_size_a / shells

@@ -7,7 +7,9 @@ divided by the weighted map's power in that shell. The second term gives every s
 same say; without it the fit follows the low-resolution shells, which hold almost all the
 power, and misses the map's detail near its resolution limit. The global mass scale is
 first solved in closed form; then Adam moves positions, masses, widths and class
-weights, with learning rates expressed as pixel-sized steps and decaying tenfold.
+weights, with learning rates expressed as pixel-sized steps and decaying tenfold. A NaN or
+infinite loss or parameter stops the fit with ``TrainingDivergedError`` before anything
+is saved.
 """
 
 from __future__ import annotations
@@ -22,8 +24,15 @@ from dynamight_core.geometry.grids import radial_shell_index_3d, rfft_hermitian_
 from dynamight_core.geometry.masks import mask_from_map
 from dynamight_core.io.checkpoint import Checkpointer
 from dynamight_core.models.gaussians import GaussianModel
+from dynamight_core.training.epochs import DivergenceGuard, loop_state, restore_loop_state
 
 logger = logging.getLogger(__name__)
+
+GUARD = DivergenceGuard(
+    "fit-consensus",
+    "Check the map and the mask for NaN or infinite values; if they are finite, lower the "
+    "fit's step sizes (FitSettings.position_step_px and log_step) and run again",
+)
 
 
 @dataclass(frozen=True)
@@ -136,9 +145,7 @@ def fit_model_to_map(
     losses: list[float] = []
     first = 0
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        restore_loop_state(state, model, optimizer, scheduler)
         losses, first = list(state["losses"]), int(state["step"])
         logger.info("resuming from checkpoint: step %d of %d", first + 1, settings.iterations)
     for step in range(first, settings.iterations):
@@ -148,17 +155,16 @@ def fit_model_to_map(
         loss = (residual * residual).sum() / norm + (
             (spectrum.real**2 + spectrum.imag**2) * shell_weights
         ).sum()
+        losses.append(GUARD.loss(loss, f"step {step + 1}", "loss of the fit"))
         loss.backward()
         optimizer.step()
         scheduler.step()
-        losses.append(loss.item())
         if checkpointer and checkpointer.due(step + 1) and step + 1 < settings.iterations:
+            GUARD.parameters(model, f"step {step + 1}")
             checkpointer.save(
                 "fit",
                 {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
+                    **loop_state(model, optimizer, scheduler),
                     "losses": losses,
                     "step": step + 1,
                 },
@@ -167,4 +173,5 @@ def fit_model_to_map(
             logger.info(
                 "fit step %d/%d: relative residual %.4f", step + 1, settings.iterations, losses[-1]
             )
+    GUARD.parameters(model, f"the last step ({settings.iterations})")
     return losses

@@ -53,6 +53,35 @@ class NeighbourGraph:
     mean_distance_a: float
     radius_a: float
 
+    def state(self) -> dict[str, torch.Tensor | float]:
+        """The graph as tensors and floats, for a checkpoint (see :meth:`from_state`).
+
+        A resumed training must use the graph it was using, whose rest lengths come from
+        the positions at the last consensus update, not from the current positions.
+        """
+        return {
+            "edges": self.edges,
+            "rest_lengths_a": self.rest_lengths_a,
+            "nearest": self.nearest,
+            "nearest_rest_a": self.nearest_rest_a,
+            "mean_distance_a": self.mean_distance_a,
+            "radius_a": self.radius_a,
+        }
+
+    @classmethod
+    def from_state(
+        cls, state: dict[str, torch.Tensor | float], device: torch.device
+    ) -> NeighbourGraph:
+        """The graph saved by :meth:`state`, with its tensors on ``device``."""
+        return cls(
+            torch.as_tensor(state["edges"]).to(device),
+            torch.as_tensor(state["rest_lengths_a"]).to(device),
+            torch.as_tensor(state["nearest"]).to(device),
+            torch.as_tensor(state["nearest_rest_a"]).to(device),
+            float(state["mean_distance_a"]),
+            float(state["radius_a"]),
+        )
+
 
 def _nearest_neighbours(
     positions_a: torch.Tensor, count: int, chunk: int = 2048

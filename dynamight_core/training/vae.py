@@ -11,8 +11,11 @@ settle on one state. Training stops when the validation loss has not improved fo
 ``patience`` epochs, or after ``max_epochs``; it is scored with each validation particle's
 latent refined against its own image (see ``refine_latents``), because the encoder alone
 mostly learns its training images when data are few and noisy. Every epoch ends with a
-checkpoint (including the random-number state), so a killed run resumes with the same
-result as an uninterrupted one.
+checkpoint of everything that carries over to the next (model, optimizer, random-number
+states, the neighbour graph with its rest lengths, the penalty weight, the validation
+latents and the stopping counters), so a killed run resumes bit-identically. A NaN or
+infinite loss or parameter stops training with ``TrainingDivergedError`` before anything
+is saved.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import torch
 from dynamight_core.data.batches import BatchReader
 from dynamight_core.io.checkpoint import Checkpointer
 from dynamight_core.models.deformation import DeformationModel
+from dynamight_core.training.epochs import DivergenceGuard, loop_state, restore_loop_state
 from dynamight_core.training.likelihood import FourierLikelihood
 from dynamight_core.training.regularisation import NeighbourGraph, make_graph
 from dynamight_core.training.vae_steps import (
@@ -40,6 +44,11 @@ from dynamight_core.training.vae_steps import (
 logger = logging.getLogger(__name__)
 
 IMPROVEMENT = 1e-6
+GUARD = DivergenceGuard(
+    "train-vae",
+    "Lower the learning rates vae.lr, vae.lr_positions and vae.lr_shape (vae.refine_lr if "
+    "only the validation loss diverged), e.g. tenfold, and run again",
+)
 
 
 @dataclass(frozen=True)
@@ -68,7 +77,12 @@ class VaeSettings:
 
 @dataclass
 class TrainingState:
-    """Everything that changes from epoch to epoch (and goes into the checkpoint)."""
+    """Everything that changes from epoch to epoch (and goes into the checkpoint).
+
+    The checkpoint also holds the regulariser's graph, built at the start and after every
+    consensus update from the positions of that moment: its rest lengths must survive a
+    restart, and the positions have moved on since.
+    """
 
     epoch: int = 0
     best: float = float("inf")
@@ -143,6 +157,7 @@ def train_epoch(
         if number == 0:
             state.weight = balanced_weight(model, terms, settings.regularisation_factor)
         loss = terms.data + terms.kl + state.weight * terms.deformation
+        GUARD.loss(loss, f"epoch {state.epoch + 1}, step {number + 1}")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -158,14 +173,13 @@ def _save(
     model: DeformationModel,
     optimizer: torch.optim.Optimizer,
     state: TrainingState,
+    graph: NeighbourGraph,
 ) -> None:
     checkpointer.save(
         "vae",
         {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            **loop_state(model, optimizer),
+            "graph": graph.state(),
             "epoch": state.epoch,
             "best": state.best,
             "since_best": state.since_best,
@@ -179,15 +193,12 @@ def _save(
 
 def _restore(
     checkpointer: Checkpointer | None, model: DeformationModel, optimizer: torch.optim.Optimizer
-) -> TrainingState:
+) -> tuple[TrainingState, NeighbourGraph | None]:
+    """The saved state and graph (``TrainingState()`` and ``None`` when there is none)."""
     saved = checkpointer.load("vae") if checkpointer else None
     if saved is None:
-        return TrainingState()
-    model.load_state_dict(saved["model"])
-    optimizer.load_state_dict(saved["optimizer"])
-    torch.set_rng_state(saved["rng"])
-    if saved["cuda_rng"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(saved["cuda_rng"])
+        return TrainingState(), None
+    restore_loop_state(saved, model, optimizer)
     state = TrainingState(
         int(saved["epoch"]),
         float(saved["best"]),
@@ -197,8 +208,9 @@ def _restore(
         list(saved["history"]),
         saved["validation_latents"],
     )
+    graph = NeighbourGraph.from_state(saved["graph"], model.consensus.positions.device)
     logger.info("resuming from checkpoint: epoch %d", state.epoch + 1)
-    return state
+    return state, graph
 
 
 def train_vae(
@@ -217,8 +229,9 @@ def train_vae(
     ``bonds`` `(E, 2)`: regularise with this bond graph instead of the smoothness graph.
     """
     optimizer = make_optimizer(model, settings)
-    state = _restore(checkpointer, model, optimizer)
-    graph = make_graph(model.consensus.positions_a(), bonds)
+    state, graph = _restore(checkpointer, model, optimizer)
+    if graph is None:
+        graph = make_graph(model.consensus.positions_a(), bonds)
     while not state.stopped:
         losses = train_epoch(
             model, optimizer, reader, train, grid, likelihood, graph, settings, state
@@ -234,10 +247,12 @@ def train_vae(
             settings.refinement(),
             state.validation_latents,
         )
+        GUARD.loss(valid, f"epoch {state.epoch}", "validation loss")
         moved = 0.0
         if settings.consensus_update_every and state.epoch % settings.consensus_update_every == 0:
             moved = update_consensus(model, reader, train, grid, settings)
             graph = make_graph(model.consensus.positions_a(), bonds)
+        GUARD.parameters(model, f"the end of epoch {state.epoch}")
         if valid < state.best * (1.0 - IMPROVEMENT):
             state.best, state.since_best = valid, 0
         else:
@@ -266,6 +281,6 @@ def train_vae(
             f", consensus moved {moved:.2f} Å" if moved else "",
         )
         if checkpointer:
-            _save(checkpointer, model, optimizer, state)
+            _save(checkpointer, model, optimizer, state, graph)
     logger.info("stopped after %d epochs: %s", state.epoch, state.stopped)
     return state

@@ -7,7 +7,8 @@ spectrum of the half set is estimated from its residuals; then Adam minimises th
 whitened Fourier-space loss for a number of epochs. Only the particles of one half set
 (its training part) are read; its validation part measures the loss before and after.
 Each epoch ends with a checkpoint, so a killed run resumes at the next epoch with the
-same result as an uninterrupted one.
+same result as an uninterrupted one. A NaN or infinite loss or parameter stops the
+warm-up with ``TrainingDivergedError`` before anything is saved.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import torch
 from dynamight_core.data.batches import BatchReader, hermitian_weights_2d
 from dynamight_core.io.checkpoint import Checkpointer
 from dynamight_core.models.gaussians import GaussianModel
+from dynamight_core.training.epochs import DivergenceGuard, loop_state, restore_loop_state
 from dynamight_core.training.likelihood import (
     FourierLikelihood,
     estimate_noise_power,
@@ -30,6 +32,11 @@ from dynamight_core.training.likelihood import (
 )
 
 logger = logging.getLogger(__name__)
+
+GUARD = DivergenceGuard(
+    "warmup",
+    "Lower the learning rates warmup.lr_positions and warmup.lr_shape, e.g. tenfold, and run again",
+)
 
 
 @dataclass(frozen=True)
@@ -139,8 +146,7 @@ def warm_up(
         result = _prepare(model, reader, train, validation, settings)
         first_epoch = 0
     else:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        restore_loop_state(state, model, optimizer)
         result = WarmupResult(
             state["noise_power"],
             int(state["max_shell"]),
@@ -155,14 +161,18 @@ def warm_up(
     )
     for epoch in range(first_epoch, settings.epochs):
         total = 0.0
-        for batch in reader.batches(train, settings.batch_size, settings.seed * 1000 + epoch):
+        order_seed = settings.seed * 1000 + epoch
+        for step, batch in enumerate(reader.batches(train, settings.batch_size, order_seed)):
             optimizer.zero_grad(set_to_none=True)
             predicted = model.projections(batch.rotations, batch.shifts_a, batch.ctf)
             loss = likelihood.per_image(predicted, batch.images_ft).mean()
+            value = GUARD.loss(loss, f"epoch {epoch + 1}, step {step + 1}")
             loss.backward()
             optimizer.step()
-            total += loss.item() * len(batch.indices)
+            total += value * len(batch.indices)
         validation_loss = mean_loss(model, likelihood, reader, validation, settings.batch_size)
+        GUARD.loss(validation_loss, f"epoch {epoch + 1}", "validation loss")
+        GUARD.parameters(model, f"the end of epoch {epoch + 1}")
         result.history.append(
             {
                 "epoch": epoch + 1,
@@ -181,8 +191,7 @@ def warm_up(
             checkpointer.save(
                 "warmup",
                 {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
+                    **loop_state(model, optimizer),
                     "epoch": epoch + 1,
                     "noise_power": result.noise_power,
                     "max_shell": result.max_shell,
