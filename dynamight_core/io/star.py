@@ -21,6 +21,12 @@ import torch
 from dynamight_core.errors import InputError
 from dynamight_core.geometry.rotations import euler_to_matrix, shift_from_origin
 from dynamight_core.io.files import atomic_path
+from dynamight_core.io.star_checks import (
+    check_ranges,
+    check_unique_images,
+    warn_ignored_refinements,
+)
+from dynamight_core.io.star_stacks import find_stack, stack_candidates
 from dynamight_core.physics.ctf import CtfParameters
 
 logger = logging.getLogger(__name__)
@@ -178,6 +184,8 @@ def _optics_per_particle(
                 "a pixel size (or rlnDetectorPixelSize and rlnMagnification)",
                 "none",
             )
+        _require(table, ("rlnImagePixelSize",), path, "particles")
+        check_ranges(table, path, "particles")
         return table
     _require(
         optics,
@@ -185,6 +193,7 @@ def _optics_per_particle(
         path,
         "optics",
     )
+    check_ranges(optics, path, "optics")
     _require(particles, ("rlnOpticsGroup",), path, "particles")
     known = set(optics["rlnOpticsGroup"].astype(int))
     groups = particles["rlnOpticsGroup"].astype(int)
@@ -201,9 +210,13 @@ def _optics_per_particle(
     return indexed.loc[groups.to_numpy(), columns].reset_index(drop=True)
 
 
+SAME_VALUE_RTOL = 1e-4
+
+
 def _single_value(values: pd.Series, column: str, path: Path) -> float:
+    """The value every optics group shares, within a relative ``SAME_VALUE_RTOL``."""
     unique = np.unique(values.to_numpy(dtype=np.float64))
-    if len(unique) != 1:
+    if not np.allclose(unique, unique[0], rtol=SAME_VALUE_RTOL, atol=0.0):
         raise InputError(
             path,
             f"{column} (data_optics)",
@@ -253,13 +266,11 @@ def _resolve_stacks(
 ) -> tuple[list[Path], np.ndarray]:
     """Resolve stack names against the STAR file's folder, the project root and the cwd."""
     unique = list(dict.fromkeys(names))
-    bases = [path.parent] + ([project_root] if project_root else []) + [Path.cwd()]
     resolved: list[Path] = []
     for name in unique:
-        candidates = [Path(name)] if Path(name).is_absolute() else [b / name for b in bases]
-        found = next((c for c in candidates if c.is_file()), None)
+        found = find_stack(name, path, project_root)
         if found is None:
-            looked = ", ".join(str(c) for c in candidates)
+            looked = ", ".join(str(c) for c in stack_candidates(name, path, project_root))
             raise InputError(
                 path,
                 "rlnImageName",
@@ -311,11 +322,20 @@ def read_particles(star_path: str | Path, project_root: str | Path | None = None
         Metadata in physical units; images are not read.
     """
     path = Path(star_path)
+    if project_root is not None and not Path(project_root).is_dir():
+        raise InputError(
+            project_root,
+            "project root",
+            "an existing RELION project folder",
+            "no such folder",
+        )
     particles, optics = _read_blocks(path)
     if len(particles) == 0:
         raise InputError(path, "data_particles", "at least one particle", "an empty table")
     particles = particles.reset_index(drop=True)
     _require(particles, ANGLE_COLUMNS + CTF_COLUMNS, path, "particles")
+    check_ranges(particles, path, "particles")
+    warn_ignored_refinements({"optics": optics, "particles": particles}, path)
     optics_rows = _optics_per_particle(particles, optics, path)
     pixel_size_a = _single_value(optics_rows["rlnImagePixelSize"], "rlnImagePixelSize", path)
     box_px = (
@@ -327,6 +347,7 @@ def read_particles(star_path: str | Path, project_root: str | Path | None = None
     image_files, file_index = _resolve_stacks(
         names, path, Path(project_root) if project_root else None
     )
+    check_unique_images(particles, file_index, slice_index, path)
     return ParticleSet(
         star_path=path,
         particles=particles,

@@ -53,8 +53,10 @@ class FscCurve:
 
         The crossing is interpolated linearly in spatial frequency between the last shell
         above and the first shell below. If the curve never falls below, Nyquist is
-        returned.
+        returned; if it holds NaN (maps without signal, or broken ones), NaN.
         """
+        if not np.isfinite(self.fsc).all():
+            return math.nan
         below = np.flatnonzero(self.fsc[1:] < threshold)
         if below.size == 0:
             return 2.0 * self.pixel_size_a

@@ -33,6 +33,15 @@ def assign_halves(particle_set: ParticleSet, seed: int) -> np.ndarray:
         halves = np.resize(np.array([1, 2]), len(particle_set))
         rng.shuffle(halves)
         source = f"a random split (seed {seed})"
+        logger.warning(
+            "%s has no rlnRandomSubset column: splitting the particles at random (seed %d). "
+            "If their poses were refined with all particles together (not in RELION's two "
+            "independent halves, as Refine3D does), the half sets are not independent and "
+            "every FSC and resolution reported here is inflated. Use the run_data.star of a "
+            "3D auto-refine job",
+            particle_set.star_path,
+            seed,
+        )
     for half in (1, 2):
         if not (halves == half).any():
             raise InputError(

@@ -9,7 +9,6 @@ scaled by the same factor, so a reconstruction can be compared with them directl
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from dataclasses import asdict, dataclass, field
@@ -23,7 +22,7 @@ from dynamight_core.errors import InputError
 from dynamight_core.geometry.masks import circular_mask, mask_from_map
 from dynamight_core.geometry.rotations import euler_to_matrix, matrix_to_euler
 from dynamight_core.io.atomic_model import read_atomic_model
-from dynamight_core.io.files import write_text_atomic
+from dynamight_core.io.files import write_json_atomic
 from dynamight_core.io.mrc import StackWriter, write_volume
 from dynamight_core.io.star import write_star
 from dynamight_core.logs import progress
@@ -388,6 +387,6 @@ def _write_tables(
         pd.DataFrame(motion.state_b - motion.state_a, columns=["dx_a", "dy_a", "dz_a"]).to_csv(
             out_dir / "truth" / "interpolation_delta.csv", index=False
         )
-    write_text_atomic(out_dir / "truth" / "motion.json", json.dumps(metadata, indent=2))
+    write_json_atomic(out_dir / "truth" / "motion.json", metadata)
     star = table.drop(columns=["motion_coordinate"])
     write_star(out_dir / "particles.star", star, optics_table(config))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import math
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -11,6 +13,7 @@ from dynamight_core.device import configure_threads, select_device
 from dynamight_core.errors import InputError
 from dynamight_core.io.stacks import validate_stacks
 from dynamight_core.io.star import ParticleSet, read_particles
+from dynamight_core.models.gaussians import GaussianModel
 from dynamight_core.reconstruct.halves import read_split
 
 
@@ -62,3 +65,26 @@ def read_half_set(
             "Re-run split-halves with a validation fraction above 0.",
         )
     return particles, train, validation
+
+
+PIXEL_SIZE_RTOL = 1e-4
+
+
+def check_model_matches_particles(
+    model_path: str | Path, model: GaussianModel, particles: ParticleSet
+) -> None:
+    """Fail unless a Gaussian model was made on the particles' box and pixel size.
+
+    Pixel sizes come from float32 MRC headers and from STAR text, so they are compared
+    with a relative tolerance (``PIXEL_SIZE_RTOL``), never exactly: 1.8 Å comes back from
+    a header as 1.7999999523 Å.
+    """
+    same_box = model.box_px == particles.box_px
+    same_pixel = math.isclose(model.pixel_size_a, particles.pixel_size_a, rel_tol=PIXEL_SIZE_RTOL)
+    if not (same_box and same_pixel):
+        raise InputError(
+            model_path,
+            "box and pixel size",
+            f"{particles.box_px} px at {particles.pixel_size_a:.6g} Å (the particles)",
+            f"{model.box_px} px at {model.pixel_size_a:.6g} Å",
+        )

@@ -11,7 +11,6 @@ removed first, and also reported. This is an evaluation: it feeds no map.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 
 import numpy as np
@@ -19,7 +18,7 @@ import pandas as pd
 import torch
 
 from dynamight_core.data.batches import BatchReader
-from dynamight_core.io.files import atomic_path, write_text_atomic
+from dynamight_core.io.files import atomic_path, write_json_atomic
 from dynamight_core.io.stacks import ImageSource, validate_stacks
 from dynamight_core.io.star import read_particles
 from dynamight_core.models.deformation import DeformationModel, load_deformation_model
@@ -121,4 +120,4 @@ def run(args: argparse.Namespace) -> None:
     )
     with atomic_path(args.out_tsv) as tmp:
         table.to_csv(tmp, sep="\t", index=False, float_format="%.5g")
-    write_text_atomic(args.out_json, json.dumps(summary, indent=2) + "\n")
+    write_json_atomic(args.out_json, summary)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 
 import numpy as np
 import pandas as pd
 
-from dynamight_core.io.files import atomic_path, write_text_atomic
+from dynamight_core.io.files import atomic_path, write_json_atomic
 from dynamight_core.io.mrc import check_volume_matches, read_volume
 from dynamight_core.metrics.fsc import FscCurve, expected_correlation_with_truth, fsc, masked_fsc
 from dynamight_core.metrics.plots import plot_fsc
@@ -94,5 +93,5 @@ def run(args: argparse.Namespace) -> None:
     )
     with atomic_path(args.out_tsv) as tmp:
         table.replace([np.inf], np.nan).to_csv(tmp, sep="\t", index=False, float_format="%.6g")
-    write_text_atomic(args.out_json, json.dumps(summary, indent=2) + "\n")
+    write_json_atomic(args.out_json, summary)
     plot_fsc(args.out_png, unmasked.resolution_a, curves, f"FSC: {args.label}")

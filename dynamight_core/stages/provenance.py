@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from dynamight_core._version import __version__
-from dynamight_core.io.files import sha256_file, write_text_atomic
+from dynamight_core.io.files import sha256_file, write_json_atomic
 
 HELP = "write the provenance record of a workflow run"
 PACKAGES = (
@@ -118,4 +118,4 @@ def run(args: argparse.Namespace) -> None:
         "inputs_sha256": _input_hashes(args.star, args.project_root, args.inputs),
         "stages": records,
     }
-    write_text_atomic(args.out, json.dumps(provenance, indent=2, default=str) + "\n")
+    write_json_atomic(args.out, provenance)

@@ -26,6 +26,7 @@ from dynamight_core.models.gaussians import GaussianModel, load_gaussian_model
 from dynamight_core.stages.common import (
     add_compute_arguments,
     add_particle_arguments,
+    check_model_matches_particles,
     compute_device,
     read_half_set,
 )
@@ -182,6 +183,7 @@ def run(args: argparse.Namespace) -> None:
     particles, train, validation = read_half_set(args)
     device = compute_device(args)
     consensus, warm = load_gaussian_model(args.model, device)
+    check_model_matches_particles(args.model, consensus, particles)
     if "noise_power" not in warm:
         raise InputError(
             args.model,

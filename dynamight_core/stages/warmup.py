@@ -9,7 +9,6 @@ import pandas as pd
 
 from dynamight_core.data.batches import BatchReader
 from dynamight_core.device import seed_everything
-from dynamight_core.errors import InputError
 from dynamight_core.io.checkpoint import Checkpointer
 from dynamight_core.io.files import atomic_path, sha256_file
 from dynamight_core.io.stacks import ImageSource
@@ -17,6 +16,7 @@ from dynamight_core.models.gaussians import load_gaussian_model, save_gaussian_m
 from dynamight_core.stages.common import (
     add_compute_arguments,
     add_particle_arguments,
+    check_model_matches_particles,
     compute_device,
     read_half_set,
 )
@@ -67,13 +67,7 @@ def run(args: argparse.Namespace) -> None:
     particle_set, train, validation = read_half_set(args)
     device = compute_device(args)
     model, fit_record = load_gaussian_model(args.model, device)
-    if (model.box_px, model.pixel_size_a) != (particle_set.box_px, particle_set.pixel_size_a):
-        raise InputError(
-            args.model,
-            "box and pixel size",
-            f"{particle_set.box_px} px at {particle_set.pixel_size_a} Å (the particles)",
-            f"{model.box_px} px at {model.pixel_size_a} Å",
-        )
+    check_model_matches_particles(args.model, model, particle_set)
     settings = WarmupSettings(
         epochs=args.epochs,
         lr_positions=args.lr_positions,
