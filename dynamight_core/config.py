@@ -8,6 +8,7 @@ input files) and raises one :class:`ConfigError` listing them all, before any jo
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,8 @@ class Key:
         One-line description, with the unit.
     minimum, maximum
         Inclusive bounds for numbers.
+    above_minimum
+        The value must be strictly greater than ``minimum``.
     choices
         Allowed values for strings.
     nullable
@@ -44,6 +47,7 @@ class Key:
     choices: tuple[str, ...] | None = None
     nullable: bool = False
     must_exist: bool = False
+    above_minimum: bool = False
 
 
 def _resources(gpu: int, cpus: int, mem_mb: int, runtime_min: int) -> dict[str, Key]:
@@ -52,7 +56,11 @@ def _resources(gpu: int, cpus: int, mem_mb: int, runtime_min: int) -> dict[str, 
         "cpus": Key("int", cpus, "CPU cores (threads) requested", 1, 256),
         "mem_mb": Key("int", mem_mb, "memory in MB, multiplied by the attempt on retry", 100),
         "runtime_min": Key(
-            "int", runtime_min, "wall time in minutes, multiplied by the attempt on retry", 1
+            "int",
+            runtime_min,
+            "wall time in minutes; a retry asks for the same if the stage resumes from its "
+            "checkpoint, else for attempt x this (capped by slurm.max_runtime_min)",
+            1,
         ),
     }
 
@@ -72,6 +80,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
             "RELION project folder that rlnImageName paths are "
             "relative to (null: the STAR file's folder)",
             nullable=True,
+            must_exist=True,
         ),
         "mask": Key(
             "path",
@@ -100,7 +109,12 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "out_dir": Key("path", "results/simulated", "where rule simulate writes the demo data"),
         "n_particles": Key("int", 2000, "number of particles", 2),
         "box_px": Key("int", 64, "box size in pixels (even)", 16),
-        "pixel_size_a": Key("float", 2.0, "pixel size in Å", 0.1),
+        "pixel_size_a": Key(
+            "float",
+            1.8,
+            "pixel size in Å (1.8 is not exact in float32, as real pixel sizes rarely are)",
+            0.1,
+        ),
         "snr": Key("float", 0.1, "signal-to-noise ratio (see README); <= 0 for no noise"),
         "motion": Key("str", "hinge", "simulated motion", choices=("hinge", "interpolate", "none")),
         "max_angle_deg": Key("float", 30.0, "largest hinge angle in degrees", 0.0, 180.0),
@@ -115,7 +129,12 @@ SCHEMA: dict[str, dict[str, Any]] = {
             "of the validation subsets",
         ),
         "validation_fraction": Key(
-            "float", 0.1, "fraction of each half set held out for validation", 0.0, 0.5
+            "float",
+            0.1,
+            "fraction of each half set held out for validation (above 0: the VAE stops on it)",
+            0.0,
+            0.5,
+            above_minimum=True,
         ),
     },
     "reconstruct": {
@@ -254,6 +273,38 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "train_vae": _resources(1, 4, 32000, 1440),
         "deformation_error": _resources(1, 4, 16000, 120),
     },
+    # site settings, used by the SLURM executor (--profile slurm) and ignored by local runs
+    "slurm": {
+        "gpu_request": Key(
+            "str",
+            "gpus",
+            "how GPU stages ask SLURM for GPUs: gpus (sbatch --gpus=N, needs "
+            "select/cons_tres) or gres (--gres=gpu:N, also with select/cons_res)",
+            choices=("gpus", "gres"),
+        ),
+        "gpu_type": Key(
+            "str",
+            None,
+            "GPU type in the site's GRES, e.g. a100 (--gpus=a100:N or --gres=gpu:a100:N); "
+            "null: any GPU",
+            nullable=True,
+        ),
+        "gpu_partition": Key(
+            "str",
+            None,
+            "partition for the GPU stages (null: the profile's or the cluster's default, "
+            "as for the CPU stages)",
+            nullable=True,
+        ),
+        "max_runtime_min": Key(
+            "int",
+            None,
+            "longest wall time in minutes any job asks for, e.g. the partitions' time "
+            "limit (null: no cap)",
+            1,
+            nullable=True,
+        ),
+    },
 }
 
 
@@ -310,8 +361,12 @@ def _check_value(key: str, spec: Key, value: Any) -> str | None:
         fits = isinstance(value, str) and value != ""
     if not fits:
         return f"{key}: expected {expected}, found {value!r} ({type(value).__name__})"
+    if spec.kind == "float" and not math.isfinite(value):
+        return f"{key}: expected a finite number, found {value!r}"
     if spec.choices is not None and value not in spec.choices:
         return f"{key}: expected one of {', '.join(spec.choices)}, found {value!r}"
+    if spec.minimum is not None and spec.above_minimum and value <= spec.minimum:
+        return f"{key}: expected a value > {spec.minimum:g}, found {value!r}"
     if spec.minimum is not None and value < spec.minimum:
         return f"{key}: expected a value >= {spec.minimum:g}, found {value!r}"
     if spec.maximum is not None and value > spec.maximum:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -136,3 +137,26 @@ def test_failed_job_keeps_a_log_that_says_what_to_do(local_run: Path, tmp_path: 
     text = log.read_text()
     assert "bad input" in text and "rlnAngleTilt" in text and "expected a column" in text
     assert not (workdir / "results/halves.csv").exists()
+
+
+def test_a_changed_stack_reruns_the_stages_that_read_it(
+    small_dataset: Path, tmp_path: Path
+) -> None:
+    """A new .mrcs behind an unchanged STAR file re-runs the split (and what follows)."""
+    data = tmp_path / "data"
+    shutil.copytree(small_dataset, data)
+    workdir = make_workdir(tmp_path / "run")
+    (workdir / "real.yaml").write_text(
+        f"inputs: {{particles: {data / 'particles.star'}, mask: null, reference_map: null}}\n"
+    )
+    configfiles = ("config.yaml", "ci.yaml", "real.yaml")
+    target = "results/halves.csv"
+    ok(snakemake(workdir, "--cores", "1", target, configfiles=configfiles))
+    unchanged = ok(snakemake(workdir, "--dry-run", target, configfiles=configfiles))
+    assert "split_halves" not in planned_jobs(unchanged)
+    stack = data / "particles.mrcs"
+    later = (workdir / target).stat().st_mtime + 10
+    os.utime(stack, (later, later))
+    changed = ok(snakemake(workdir, "--dry-run", target, configfiles=configfiles))
+    assert planned_jobs(changed) == {"split_halves": 1}
+    assert str(stack.resolve()) in changed

@@ -1,4 +1,8 @@
-"""The demo workflow through a real one-node SLURM cluster (started by tests/slurm/up.sh)."""
+"""The demo workflow through a real one-node SLURM cluster (started by tests/slurm/up.sh).
+
+Jobs are submitted through the shipped profile `slurm/`, with the test cluster's site
+overlay `tests/slurm/profile` layered after it, as a facility layers its own.
+"""
 
 from __future__ import annotations
 
@@ -55,8 +59,12 @@ def slurm_cluster() -> None:
     )
 
 
+SHIPPED_PROFILE = str(REPO / "slurm")
+SITE_PROFILE = str(REPO / "tests/slurm/profile")
+
+
 def _accounting(since: str) -> dict[str, list[dict[str, str]]]:
-    """Rule -> its jobs' {'tres': AllocTRES, 'state': State}, submitted since ``since``."""
+    """Rule -> its jobs (id, name, partition, AllocTRES, state), submitted since ``since``."""
     result = subprocess.run(
         [
             "sacct",
@@ -65,7 +73,7 @@ def _accounting(since: str) -> dict[str, list[dict[str, str]]]:
             "--noheader",
             "-S",
             since,
-            "--format=JobID,Comment,AllocTRES,State",
+            "--format=JobID,JobName,Partition,Comment,AllocTRES,State",
         ],
         capture_output=True,
         text=True,
@@ -73,29 +81,64 @@ def _accounting(since: str) -> dict[str, list[dict[str, str]]]:
     )
     jobs: dict[str, list[dict[str, str]]] = {}
     for line in result.stdout.splitlines():
-        _, comment, tres, state = line.split("|")
+        job_id, name, partition, comment, tres, state = line.split("|")
         if comment.startswith("rule_"):
             rule = comment.removeprefix("rule_").split("_wildcards_")[0]
-            jobs.setdefault(rule, []).append({"tres": tres, "state": state})
+            job = {"id": job_id, "name": name, "partition": partition, "tres": tres}
+            jobs.setdefault(rule, []).append({**job, "state": state})
     return jobs
+
+
+def _gpu_request(job_id: str) -> str:
+    """How sbatch asked for GPUs: TresPerJob=gres:gpu:N (--gpus) or TresPerNode= (--gres)."""
+    shown = subprocess.run(
+        ["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True, check=True
+    ).stdout
+    return " ".join(field for field in shown.split() if field.startswith("TresPer"))
 
 
 def test_demo_through_slurm(slurm_cluster: None, local_run: Path, tmp_path: Path) -> None:
     since = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() - 1))
     workdir = make_workdir(tmp_path)
     (workdir / "short.yaml").write_text(SHORT_TRAINING)
-    profile = str(REPO / "tests/slurm/profile")
     configfiles = ("config.yaml", "ci.yaml", "short.yaml")
-    ok(snakemake(workdir, "--profile", profile, configfiles=configfiles))
+    profiles = ("--profile", SHIPPED_PROFILE, "--profile", SITE_PROFILE)
+    ok(snakemake(workdir, *profiles, configfiles=configfiles))
 
     jobs = _accounting(since)
     assert set(jobs) == GPU_RULES | CPU_RULES, jobs
     for rule in ("fit_consensus", "warmup", "train_vae"):
         assert len(jobs[rule]) == 2, rule  # one job per half set
     for rule, rule_jobs in jobs.items():
+        gpu = rule in GPU_RULES
         for job in rule_jobs:
             assert job["state"] == "COMPLETED", (rule, job)
-            assert ("gres/gpu=1" in job["tres"]) == (rule in GPU_RULES), (rule, job["tres"])
+            assert ("gres/gpu=1" in job["tres"]) == gpu, (rule, job["tres"])
+            # sbatch --gpus=1 (the shipped slurm.gpu_request) for GPU rules, nothing for CPU
+            assert _gpu_request(job["id"]) == ("TresPerJob=gres:gpu:1" if gpu else ""), rule
+            # the site's GPU partition (slurm.gpu_partition in the overlay) for GPU rules
+            assert job["partition"] == ("gpu" if gpu else "debug"), (rule, job)
+            assert job["name"].startswith("dynamight_"), job  # slurm-jobname-prefix
+    last_job = max(int(job["id"]) for rule_jobs in jobs.values() for job in rule_jobs)
+
+    # a site whose SLURM takes --gres=gpu:N only (select/cons_res): one GPU stage again
+    gres = "slurm={gpu_request: gres, gpu_partition: gpu}"  # replaces the overlay's config
+    ok(
+        snakemake(
+            workdir,
+            *profiles,
+            "--config",
+            gres,
+            "--forcerun",
+            "deformation_error",
+            configfiles=configfiles,
+        )
+    )
+    rerun = [job for job in _accounting(since)["deformation_error"] if int(job["id"]) > last_job]
+    assert len(rerun) == 1, rerun
+    assert rerun[0]["state"] == "COMPLETED" and "gres/gpu=1" in rerun[0]["tres"], rerun
+    assert _gpu_request(rerun[0]["id"]) == "TresPerNode=gres:gpu:1", rerun
+    assert rerun[0]["partition"] == "gpu", rerun
 
     assert (workdir / "results/vae/deformation_error.json").exists()
     # the consensus stages ran with the same configuration as ``local_run``: the same data,

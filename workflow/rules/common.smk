@@ -7,10 +7,16 @@ import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake.settings.types import DeploymentMethod
 
 # the configuration schema is standard-library only: importing it needs no torch
 sys.path.insert(0, workflow.basedir)
-from dynamight_core.config import ConfigError, validate  # noqa: E402
+from dynamight_core.config import (  # noqa: E402
+    ConfigError,
+    produced_by_workflow,
+    validate,
+)
+from dynamight_core.io.star_stacks import existing_stacks  # noqa: E402
 
 try:
     CFG = validate(config, source="config.yaml (merged with --config/--configfile)")
@@ -32,6 +38,16 @@ INPUTS = CFG["inputs"]
 STAR = INPUTS["particles"]
 
 
+def particle_stacks():
+    """Image stacks of the particles: inputs too, so a changed .mrcs re-runs its readers."""
+    if STAR in produced_by_workflow(CFG):
+        return [f"{SIM}/particles.mrcs"]
+    return existing_stacks(STAR, INPUTS["project_root"])
+
+
+STACKS = particle_stacks()
+
+
 def flags(section, skip=()):
     """Command-line flags for every key of a config section (config -> params -> CLI)."""
     return " ".join(
@@ -51,22 +67,109 @@ def optional_inputs(*values):
     return [value for value in values if value is not None]
 
 
+# Under --sdm conda the rules run in envs/dynamight.yaml, which does not install this
+# package: `python -m dynamight_core` finds it because the working directory (first on
+# sys.path) is the repository root. Snakemake drops PYTHONPATH in conda jobs.
+if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method and (
+    Path.cwd().resolve() != Path(CODE_DIR).resolve()
+):
+    raise WorkflowError(
+        f"with --sdm conda, run snakemake from the repository root ({CODE_DIR}), not "
+        f"{Path.cwd()}: the rules' conda environment finds dynamight_core there"
+    )
+
+
 def threads_for(stage):
     return CFG["resources"][stage]["cpus"]
 
 
-def gpus_for(stage):
-    return CFG["resources"][stage]["gpu"]
+# Snakemake retries a failed job whatever its exit status (`retries:` in the slurm profile).
+# A stage exits with 2 on bad input and with 3 when its training diverged; no retry with the
+# same input and settings fixes either: its job then leaves a mark here,
+# and each retry asks for a few minutes and 1 GB without GPU and stops at once (see
+# stage_resources and unless_bad_input). The first attempt of a new run removes the mark.
+BAD_INPUT = f"{OUT}/.bad_input"
+BAD_INPUT_RETRY = {"mem_mb": 1000, "runtime": 5}
 
 
-def mem_for(stage):
-    base = CFG["resources"][stage]["mem_mb"]
-    return lambda wildcards, attempt: base * attempt
+def bad_input_mark(stage):
+    """``params:`` function: the mark a job of ``stage`` leaves when it stops on bad input."""
+    return lambda wildcards: "_".join(
+        [f"{BAD_INPUT}/{stage}", *(f"{key}{value}" for key, value in wildcards.items())]
+    )
 
 
-def runtime_for(stage):
-    base = CFG["resources"][stage]["runtime_min"]
-    return lambda wildcards, attempt: base * attempt
+def stage_resources(stage, resumes=False):
+    """``resources:`` of a stage's jobs, from config sections resources.<stage> and slurm.
+
+    Memory grows with the attempt; wall time too, unless the stage ``resumes`` from its
+    checkpoint, when each attempt asks for the first one's. No request exceeds
+    slurm.max_runtime_min. GPU stages ask for ``gpu`` (sbatch --gpus) or ``gres`` (--gres)
+    as slurm.gpu_request says, in slurm.gpu_partition when set. A retry after bad input asks
+    for ``BAD_INPUT_RETRY`` and no GPU.
+    """
+    spec, site = CFG["resources"][stage], CFG["slurm"]
+    cap = site["max_runtime_min"]
+    mark = bad_input_mark(stage)
+
+    def retry_after_bad_input(wildcards, attempt):
+        return int(attempt > 1 and Path(mark(wildcards)).exists())
+
+    def mem_mb(wildcards, attempt):
+        if retry_after_bad_input(wildcards, attempt):
+            return BAD_INPUT_RETRY["mem_mb"]
+        return spec["mem_mb"] * attempt
+
+    def runtime(wildcards, attempt):
+        if retry_after_bad_input(wildcards, attempt):
+            minutes = BAD_INPUT_RETRY["runtime"]
+        else:
+            minutes = spec["runtime_min"] * (1 if resumes else attempt)
+        return minutes if cap is None else min(minutes, cap)
+
+    def gpus(wildcards, attempt):
+        return 0 if retry_after_bad_input(wildcards, attempt) else spec["gpu"]
+
+    def gres(wildcards, attempt):
+        count = gpus(wildcards, attempt)
+        kind = ["gpu", site["gpu_type"]] if site["gpu_type"] else ["gpu"]
+        return ":".join([*kind, str(count)]) if count else ""
+
+    def gpu_model(wildcards, attempt):
+        return site["gpu_type"] if gpus(wildcards, attempt) else ""
+
+    resources = {
+        "mem_mb": mem_mb,
+        "runtime": runtime,
+        "bad_input_retry": retry_after_bad_input,
+    }
+    if site["gpu_request"] == "gpus":
+        resources["gpu"] = gpus
+        if spec["gpu"] and site["gpu_type"]:
+            resources["gpu_model"] = gpu_model
+    elif spec["gpu"]:
+        resources["gres"] = gres
+    if spec["gpu"] and site["gpu_partition"]:
+        resources["slurm_partition"] = site["gpu_partition"]
+    return resources
+
+
+def unless_bad_input(command):
+    """A stage's shell ``command`` (writing {log}), not run on a retry after bad input.
+
+    The mark keeps the failed attempt's log: Snakemake deletes a job's log before a retry.
+    """
+    return (
+        "if [ {resources.bad_input_retry} = 1 ]; then cat {params.bad_input} > {log};"
+        " echo 'not run again: the first attempt stopped on bad input or a diverging"
+        " training (exit status 2 or 3, see above), which no retry with the same input and"
+        " settings fixes; correct it and run snakemake again' >> {log};"
+        " exit 2; fi; rm -f {params.bad_input}; "
+        + command
+        + " || {{ status=$?; if [ $status = 2 ] || [ $status = 3 ]; then"
+        " mkdir -p $(dirname {params.bad_input})"
+        " && cp {log} {params.bad_input}; fi; exit $status; }}"
+    )
 
 
 def config_json():

@@ -4,6 +4,7 @@
 rule reconstruct_consensus:
     input:
         star=STAR,
+        stacks=STACKS,
         halves=f"{OUT}/halves.csv",
     output:
         half1=f"{OUT}/consensus/half1.mrc",
@@ -18,20 +19,21 @@ rule reconstruct_consensus:
         "../../envs/dynamight.yaml"
     threads: threads_for("reconstruct_consensus")
     resources:
-        gpu=gpus_for("reconstruct_consensus"),
-        mem_mb=mem_for("reconstruct_consensus"),
-        runtime=runtime_for("reconstruct_consensus"),
+        **stage_resources("reconstruct_consensus", resumes=True),
     params:
+        bad_input=bad_input_mark("reconstruct_consensus"),
         settings=flags(CFG["reconstruct"]),
         project_root=optional_flag("project-root", INPUTS["project_root"]),
         checkpoint_dir=f"{CHECKPOINTS}/reconstruct_consensus",
         version=VERSION,
     shell:
-        "python -m dynamight_core reconstruct --star {input.star} {params.project_root}"
-        " --halves {input.halves} --out-half1 {output.half1} --out-half2 {output.half2}"
-        " --out-full {output.full} {params.settings}"
-        " --checkpoint-dir {params.checkpoint_dir} --threads {threads}"
-        " --record {output.record} > {log} 2>&1"
+        unless_bad_input(
+            "python -m dynamight_core reconstruct --star {input.star} {params.project_root}"
+            " --halves {input.halves} --out-half1 {output.half1} --out-half2 {output.half2}"
+            " --out-full {output.full} {params.settings}"
+            " --checkpoint-dir {params.checkpoint_dir} --threads {threads}"
+            " --record {output.record} > {log} 2>&1"
+        )
 
 
 rule fsc_consensus:
@@ -57,15 +59,16 @@ rule fsc_consensus:
         "../../envs/dynamight.yaml"
     threads: threads_for("fsc_consensus")
     resources:
-        gpu=gpus_for("fsc_consensus"),
-        mem_mb=mem_for("fsc_consensus"),
-        runtime=runtime_for("fsc_consensus"),
+        **stage_resources("fsc_consensus"),
     params:
+        bad_input=bad_input_mark("fsc_consensus"),
         mask=optional_flag("mask", INPUTS["mask"]),
         reference=optional_flag("reference", INPUTS["reference_map"]),
         version=VERSION,
     shell:
-        "python -m dynamight_core fsc --half1 {input.half1} --half2 {input.half2}"
-        " --full {input.full} {params.mask} {params.reference} --label consensus"
-        " --out-tsv {output.tsv} --out-json {output.json} --out-png {output.png}"
-        " --record {output.record} > {log} 2>&1"
+        unless_bad_input(
+            "python -m dynamight_core fsc --half1 {input.half1} --half2 {input.half2}"
+            " --full {input.full} {params.mask} {params.reference} --label consensus"
+            " --out-tsv {output.tsv} --out-json {output.json} --out-png {output.png}"
+            " --record {output.record} > {log} 2>&1"
+        )

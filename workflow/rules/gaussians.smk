@@ -27,10 +27,9 @@ rule fit_consensus:
         "../../envs/dynamight.yaml"
     threads: threads_for("fit_consensus")
     resources:
-        gpu=gpus_for("fit_consensus"),
-        mem_mb=mem_for("fit_consensus"),
-        runtime=runtime_for("fit_consensus"),
+        **stage_resources("fit_consensus", resumes=True),
     params:
+        bad_input=bad_input_mark("fit_consensus"),
         settings=flags(CFG["gaussians"], skip=("use_input_mask",)),
         mask=lambda wildcards, input: optional_flag(
             "mask", input.mask[0] if input.mask else None
@@ -38,16 +37,19 @@ rule fit_consensus:
         checkpoint_dir=f"{CHECKPOINTS}/fit_consensus_half{{half}}",
         version=VERSION,
     shell:
-        "python -m dynamight_core fit-consensus --map {input.map}"
-        " --half-maps {input.half_maps} {params.mask} {params.settings}"
-        " --out-model {output.model} --out-quality {output.quality} --out-map {output.map}"
-        " --out-png {output.png} --checkpoint-dir {params.checkpoint_dir} --threads {threads}"
-        " --record {output.record} > {log} 2>&1"
+        unless_bad_input(
+            "python -m dynamight_core fit-consensus --map {input.map}"
+            " --half-maps {input.half_maps} {params.mask} {params.settings}"
+            " --out-model {output.model} --out-quality {output.quality} --out-map {output.map}"
+            " --out-png {output.png} --checkpoint-dir {params.checkpoint_dir} --threads {threads}"
+            " --record {output.record} > {log} 2>&1"
+        )
 
 
 rule warmup:
     input:
         star=STAR,
+        stacks=STACKS,
         halves=f"{OUT}/halves.csv",
         model=f"{OUT}/gaussians/consensus_half{{half}}.pt",
     output:
@@ -62,17 +64,18 @@ rule warmup:
         "../../envs/dynamight.yaml"
     threads: threads_for("warmup")
     resources:
-        gpu=gpus_for("warmup"),
-        mem_mb=mem_for("warmup"),
-        runtime=runtime_for("warmup"),
+        **stage_resources("warmup", resumes=True),
     params:
+        bad_input=bad_input_mark("warmup"),
         settings=flags(CFG["warmup"]),
         project_root=optional_flag("project-root", INPUTS["project_root"]),
         checkpoint_dir=f"{CHECKPOINTS}/warmup_half{{half}}",
         version=VERSION,
     shell:
-        "python -m dynamight_core warmup --star {input.star} {params.project_root}"
-        " --halves {input.halves} --half {wildcards.half} --model {input.model}"
-        " {params.settings} --checkpoint-dir {params.checkpoint_dir} --threads {threads}"
-        " --out-model {output.model} --out-history {output.history}"
-        " --record {output.record} > {log} 2>&1"
+        unless_bad_input(
+            "python -m dynamight_core warmup --star {input.star} {params.project_root}"
+            " --halves {input.halves} --half {wildcards.half} --model {input.model}"
+            " {params.settings} --checkpoint-dir {params.checkpoint_dir} --threads {threads}"
+            " --out-model {output.model} --out-history {output.history}"
+            " --record {output.record} > {log} 2>&1"
+        )

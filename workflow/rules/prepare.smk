@@ -18,21 +18,23 @@ rule simulate:
         "../../envs/dynamight.yaml"
     threads: threads_for("simulate")
     resources:
-        gpu=gpus_for("simulate"),
-        mem_mb=mem_for("simulate"),
-        runtime=runtime_for("simulate"),
+        **stage_resources("simulate"),
     params:
+        bad_input=bad_input_mark("simulate"),
         out_dir=lambda wildcards, output: str(Path(output.star).parent),
         settings=flags(CFG["simulate"], skip=("out_dir",)),
         version=VERSION,
     shell:
-        "python -m dynamight_core simulate --out {params.out_dir} {params.settings}"
-        " --record {output.record} > {log} 2>&1"
+        unless_bad_input(
+            "python -m dynamight_core simulate --out {params.out_dir} {params.settings}"
+            " --record {output.record} > {log} 2>&1"
+        )
 
 
 rule split_halves:
     input:
         star=STAR,
+        stacks=STACKS,
     output:
         halves=f"{OUT}/halves.csv",
         record=f"{RECORDS}/split_halves.json",
@@ -44,13 +46,14 @@ rule split_halves:
         "../../envs/dynamight.yaml"
     threads: threads_for("split_halves")
     resources:
-        gpu=gpus_for("split_halves"),
-        mem_mb=mem_for("split_halves"),
-        runtime=runtime_for("split_halves"),
+        **stage_resources("split_halves"),
     params:
+        bad_input=bad_input_mark("split_halves"),
         settings=flags(CFG["split"]),
         project_root=optional_flag("project-root", INPUTS["project_root"]),
         version=VERSION,
     shell:
-        "python -m dynamight_core split-halves --star {input.star} {params.project_root}"
-        " --out {output.halves} {params.settings} --record {output.record} > {log} 2>&1"
+        unless_bad_input(
+            "python -m dynamight_core split-halves --star {input.star} {params.project_root}"
+            " --out {output.halves} {params.settings} --record {output.record} > {log} 2>&1"
+        )

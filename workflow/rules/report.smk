@@ -8,6 +8,7 @@ localrules:
 rule provenance:
     input:
         star=STAR,
+        stacks=STACKS,
         records=stage_records(),
         extra=optional_inputs(INPUTS["mask"], INPUTS["reference_map"]),
     output:

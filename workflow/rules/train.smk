@@ -4,6 +4,7 @@
 rule train_vae:
     input:
         star=STAR,
+        stacks=STACKS,
         halves=f"{OUT}/halves.csv",
         model=f"{OUT}/gaussians/warmup_half{{half}}.pt",
         atomic_model=optional_inputs(INPUTS["atomic_model"]),
@@ -25,27 +26,29 @@ rule train_vae:
         "../../envs/dynamight.yaml"
     threads: threads_for("train_vae")
     resources:
-        gpu=gpus_for("train_vae"),
-        mem_mb=mem_for("train_vae"),
-        runtime=runtime_for("train_vae"),
+        **stage_resources("train_vae", resumes=True),
     params:
+        bad_input=bad_input_mark("train_vae"),
         settings=flags(CFG["vae"]),
         project_root=optional_flag("project-root", INPUTS["project_root"]),
         atomic_model=optional_flag("atomic-model", INPUTS["atomic_model"]),
         checkpoint_dir=f"{CHECKPOINTS}/train_vae_half{{half}}",
         version=VERSION,
     shell:
-        "python -m dynamight_core train-vae --star {input.star} {params.project_root}"
-        " --halves {input.halves} --half {wildcards.half} --model {input.model}"
-        " {params.settings} {params.atomic_model} --checkpoint-dir {params.checkpoint_dir} --threads {threads}"
-        " --out-model {output.model} --out-latents {output.latents}"
-        " --out-history {output.history} --out-png {output.png}"
-        " --record {output.record} > {log} 2>&1"
+        unless_bad_input(
+            "python -m dynamight_core train-vae --star {input.star} {params.project_root}"
+            " --halves {input.halves} --half {wildcards.half} --model {input.model}"
+            " {params.settings} {params.atomic_model} --checkpoint-dir {params.checkpoint_dir} --threads {threads}"
+            " --out-model {output.model} --out-latents {output.latents}"
+            " --out-history {output.history} --out-png {output.png}"
+            " --record {output.record} > {log} 2>&1"
+        )
 
 
 rule deformation_error:
     input:
         star=STAR,
+        stacks=STACKS,
         halves=f"{OUT}/halves.csv",
         models=expand(f"{OUT}/vae/half{{half}}/model.pt", half=HALVES),
     output:
@@ -60,13 +63,14 @@ rule deformation_error:
         "../../envs/dynamight.yaml"
     threads: threads_for("deformation_error")
     resources:
-        gpu=gpus_for("deformation_error"),
-        mem_mb=mem_for("deformation_error"),
-        runtime=runtime_for("deformation_error"),
+        **stage_resources("deformation_error"),
     params:
+        bad_input=bad_input_mark("deformation_error"),
         project_root=optional_flag("project-root", INPUTS["project_root"]),
         version=VERSION,
     shell:
-        "python -m dynamight_core deformation-error --star {input.star} {params.project_root}"
-        " --halves {input.halves} --models {input.models} --out-json {output.json}"
-        " --out-tsv {output.tsv} --threads {threads} --record {output.record} > {log} 2>&1"
+        unless_bad_input(
+            "python -m dynamight_core deformation-error --star {input.star} {params.project_root}"
+            " --halves {input.halves} --models {input.models} --out-json {output.json}"
+            " --out-tsv {output.tsv} --threads {threads} --record {output.record} > {log} 2>&1"
+        )
