@@ -480,57 +480,9 @@ def describe(schema: Mapping[str, Any] = SCHEMA, prefix: str = "") -> list[tuple
     return rows
 
 
-HEADER = """\
-# DynaMight workflow configuration. Validation runs before any job and lists every problem
-# (unknown keys, wrong types, out-of-range values, missing files). Units are in the
-# comments (Å, px, MB, minutes). A missing key takes its default. As shipped, this file runs
-# the synthetic demo: the inputs point at the data rule `simulate` makes, and a few values
-# are set for a quick CPU run; they say "demo" and give the default beside it.
-# Regenerate with: python -m dynamight_core.config > config.yaml
-"""
-
-# The demo: the simulator's two-domain particle with a +-30 degree hinge (box 64, 4,000
-# particles, SNR 0.1), Gaussians from its true residue count, and a short VAE training.
-DEMO: dict[str, dict[str, Any]] = {
-    "simulate": {"n_particles": 4000},
-    "gaussians": {"n_residues": 384},
-    "vae": {"max_epochs": 20},
-}
-
-
-def _yaml_value(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def render_yaml(
-    schema: Mapping[str, Any] = SCHEMA, overrides: Mapping[str, Any] | None = None, indent: int = 0
-) -> str:
-    """Commented YAML of the defaults, with ``overrides`` (the demo values) marked as such."""
-    overrides = DEMO if overrides is None and indent == 0 else (overrides or {})
-    lines: list[str] = [HEADER] if indent == 0 else []
-    pad = " " * indent
-    for name, spec in schema.items():
-        if isinstance(spec, Key):
-            if name in overrides:
-                lines.append(
-                    f"{pad}{name}: {_yaml_value(overrides[name])}  # {spec.help} "
-                    f"[demo value; default {_yaml_value(spec.default)}]"
-                )
-            else:
-                lines.append(f"{pad}{name}: {_yaml_value(spec.default)}  # {spec.help}")
-        else:
-            if indent == 0:
-                lines.append("")
-            lines.append(f"{pad}{name}:")
-            lines.append(render_yaml(spec, overrides.get(name, {}), indent + 2).rstrip("\n"))
-    return "\n".join(lines) + "\n"
-
-
 if __name__ == "__main__":
     import sys
+
+    from dynamight_core.config_yaml import render_yaml
 
     sys.stdout.write(render_yaml())

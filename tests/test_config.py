@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dynamight_core.config import DEMO, ConfigError, defaults, describe, render_yaml, validate
+from dynamight_core.config import ConfigError, defaults, describe, validate
+from dynamight_core.config_yaml import DEMO, render_yaml
 
 REPO = Path(__file__).resolve().parents[1]
 

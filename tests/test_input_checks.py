@@ -12,7 +12,6 @@ import json
 import logging
 import math
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ import pandas as pd
 import pytest
 import starfile
 import torch
+from star_tools import copy_dataset, edit_star
 
 from dynamight_core.config import ConfigError, validate
 from dynamight_core.errors import InputError, NonFiniteResultError
@@ -31,18 +31,6 @@ from dynamight_core.metrics.fsc import FscCurve
 from dynamight_core.models.gaussians import GaussianModel
 from dynamight_core.reconstruct.halves import assign_halves
 from dynamight_core.stages.common import check_model_matches_particles
-
-
-def _copy(dataset: Path, tmp_path: Path) -> Path:
-    target = tmp_path / "copy"
-    shutil.copytree(dataset, target)
-    return target
-
-
-def _edit_star(star: Path, edit) -> None:
-    blocks = starfile.read(star, always_dict=True)
-    edit(blocks)
-    starfile.write(blocks, star, overwrite=True)
 
 
 def _model(box_px: int, pixel_size_a: float) -> GaussianModel:
@@ -57,9 +45,9 @@ def _model(box_px: int, pixel_size_a: float) -> GaussianModel:
 def test_pixel_size_from_a_float32_header_matches_the_star(
     small_dataset: Path, tmp_path: Path, pixel_size_a: float
 ) -> None:
-    data = _copy(small_dataset, tmp_path)
+    data = copy_dataset(small_dataset, tmp_path)
     star = data / "particles.star"
-    _edit_star(star, lambda b: b["optics"].__setitem__("rlnImagePixelSize", pixel_size_a))
+    edit_star(star, lambda b: b["optics"].__setitem__("rlnImagePixelSize", pixel_size_a))
     particles = read_particles(star)
     write_volume(tmp_path / "map.mrc", np.zeros((64, 64, 64), np.float32), pixel_size_a)
     from_header = read_volume(tmp_path / "map.mrc").voxel_size_a
@@ -93,13 +81,13 @@ def test_a_model_at_another_pixel_size_is_refused(small_dataset: Path) -> None:
 def test_impossible_optics_are_refused_before_compute(
     small_dataset: Path, tmp_path: Path, block: str, column: str, value: float
 ) -> None:
-    data = _copy(small_dataset, tmp_path)
+    data = copy_dataset(small_dataset, tmp_path)
     star = data / "particles.star"
 
     def edit(blocks: dict) -> None:
         blocks[block].loc[0, column] = value
 
-    _edit_star(star, edit)
+    edit_star(star, edit)
     with pytest.raises(InputError) as error:
         read_particles(star)
     message = str(error.value)
@@ -109,7 +97,7 @@ def test_impossible_optics_are_refused_before_compute(
 def test_legacy_star_with_impossible_pixel_size_is_refused(
     small_dataset: Path, tmp_path: Path
 ) -> None:
-    data = _copy(small_dataset, tmp_path)
+    data = copy_dataset(small_dataset, tmp_path)
     blocks = starfile.read(data / "particles.star", always_dict=True)
     optics, particles = blocks["optics"], blocks["particles"]
     for column in ("rlnVoltage", "rlnSphericalAberration", "rlnAmplitudeContrast"):
@@ -125,7 +113,7 @@ def test_legacy_star_with_impossible_pixel_size_is_refused(
 def test_ignored_ctf_refinements_are_named(
     small_dataset: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    data = _copy(small_dataset, tmp_path)
+    data = copy_dataset(small_dataset, tmp_path)
     star = data / "particles.star"
 
     def edit(blocks: dict) -> None:
@@ -133,7 +121,7 @@ def test_ignored_ctf_refinements_are_named(
         blocks["optics"]["rlnMagMat00"] = 1.0  # identity: nothing to warn about
         blocks["optics"]["rlnOddZernike"] = "[0.1,0.2]"
 
-    _edit_star(star, edit)
+    edit_star(star, edit)
     with caplog.at_level(logging.WARNING):
         read_particles(star)
     warning = " ".join(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
@@ -146,7 +134,7 @@ def test_ignored_ctf_refinements_are_named(
 
 @pytest.mark.parametrize("spelling", ["same", "zero-padded"])
 def test_repeated_images_are_refused(small_dataset: Path, tmp_path: Path, spelling: str) -> None:
-    data = _copy(small_dataset, tmp_path)
+    data = copy_dataset(small_dataset, tmp_path)
     star = data / "particles.star"
 
     def edit(blocks: dict) -> None:
@@ -155,7 +143,7 @@ def test_repeated_images_are_refused(small_dataset: Path, tmp_path: Path, spelli
         copy = number if spelling == "same" else f"{int(number):06d}"
         table.loc[10, "rlnImageName"] = f"{copy}@{name}"
 
-    _edit_star(star, edit)
+    edit_star(star, edit)
     with pytest.raises(InputError) as error:
         read_particles(star)
     assert "row 4" in str(error.value) and "row 11" in str(error.value)
@@ -164,9 +152,9 @@ def test_repeated_images_are_refused(small_dataset: Path, tmp_path: Path, spelli
 def test_missing_random_subset_warns_that_halves_may_not_be_independent(
     small_dataset: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    data = _copy(small_dataset, tmp_path)
+    data = copy_dataset(small_dataset, tmp_path)
     star = data / "particles.star"
-    _edit_star(star, lambda b: b["particles"].drop(columns=["rlnRandomSubset"], inplace=True))
+    edit_star(star, lambda b: b["particles"].drop(columns=["rlnRandomSubset"], inplace=True))
     particles = read_particles(star)
     with caplog.at_level(logging.WARNING):
         halves = assign_halves(particles, seed=0)
@@ -255,7 +243,7 @@ def test_stack_names_are_found_without_the_star_parser(small_dataset: Path) -> N
 def test_optics_groups_agreeing_within_float_precision_are_one_pixel_size(
     small_dataset: Path, tmp_path: Path
 ) -> None:
-    data = _copy(small_dataset, tmp_path)
+    data = copy_dataset(small_dataset, tmp_path)
     star = data / "particles.star"
 
     def two_groups(blocks: dict, second_pixel_a: float) -> None:
@@ -267,8 +255,8 @@ def test_optics_groups_agreeing_within_float_precision_are_one_pixel_size(
         blocks["optics"] = pd.concat([first, second], ignore_index=True)
         blocks["particles"].loc[::2, "rlnOpticsGroup"] = 2
 
-    _edit_star(star, lambda b: two_groups(b, float(np.float32(1.06))))
+    edit_star(star, lambda b: two_groups(b, float(np.float32(1.06))))
     assert read_particles(star).pixel_size_a == pytest.approx(1.06, rel=1e-6)
-    _edit_star(star, lambda b: two_groups(b, 1.10))
+    edit_star(star, lambda b: two_groups(b, 1.10))
     with pytest.raises(InputError, match="the same value in every optics group"):
         read_particles(star)

@@ -11,24 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import starfile
+from star_tools import copy_dataset, edit_star
 
 from dynamight_core.cli import main
 from dynamight_core.errors import InputError
 from dynamight_core.io.mrc import Volume, check_volume_matches, read_volume, write_volume
 from dynamight_core.io.stacks import ImageSource, validate_stacks
 from dynamight_core.io.star import read_particles
-
-
-def _copy(dataset: Path, tmp_path: Path) -> Path:
-    target = tmp_path / "copy"
-    shutil.copytree(dataset, target)
-    return target
-
-
-def _edit_star(star: Path, edit) -> None:
-    blocks = starfile.read(star, always_dict=True)
-    edit(blocks)
-    starfile.write(blocks, star, overwrite=True)
 
 
 def _expect(error: pytest.ExceptionInfo[InputError], *fragments: str) -> None:
@@ -49,7 +38,7 @@ def test_reads_relion31_star(small_dataset: Path) -> None:
 
 
 def test_reads_legacy_relion30_star(small_dataset: Path, tmp_path: Path) -> None:
-    data = _copy(small_dataset, tmp_path)
+    data = copy_dataset(small_dataset, tmp_path)
     blocks = starfile.read(data / "particles.star", always_dict=True)
     legacy = blocks["particles"].drop(
         columns=["rlnOpticsGroup", "rlnOriginXAngst", "rlnOriginYAngst"]
@@ -72,10 +61,10 @@ def test_reads_legacy_relion30_star(small_dataset: Path, tmp_path: Path) -> None
 
 
 def test_image_paths_resolve_against_project_root(small_dataset: Path, tmp_path: Path) -> None:
-    project = _copy(small_dataset, tmp_path)
+    project = copy_dataset(small_dataset, tmp_path)
     elsewhere = tmp_path / "jobs" / "job001"
     elsewhere.mkdir(parents=True)
-    _edit_star(project / "particles.star", lambda b: None)
+    edit_star(project / "particles.star", lambda b: None)
     shutil.move(project / "particles.star", elsewhere / "run_data.star")
     with pytest.raises(InputError) as error:
         read_particles(elsewhere / "run_data.star")
@@ -98,8 +87,8 @@ def test_lazy_reads_match_stack(small_dataset: Path) -> None:
 
 
 def test_missing_star_column(small_dataset: Path, tmp_path: Path) -> None:
-    data = _copy(small_dataset, tmp_path)
-    _edit_star(
+    data = copy_dataset(small_dataset, tmp_path)
+    edit_star(
         data / "particles.star",
         lambda b: b.__setitem__("particles", b["particles"].drop(columns="rlnAngleTilt")),
     )
@@ -109,8 +98,8 @@ def test_missing_star_column(small_dataset: Path, tmp_path: Path) -> None:
 
 
 def test_missing_optics_column(small_dataset: Path, tmp_path: Path) -> None:
-    data = _copy(small_dataset, tmp_path)
-    _edit_star(
+    data = copy_dataset(small_dataset, tmp_path)
+    edit_star(
         data / "particles.star",
         lambda b: b.__setitem__("optics", b["optics"].drop(columns="rlnVoltage")),
     )
@@ -120,20 +109,20 @@ def test_missing_optics_column(small_dataset: Path, tmp_path: Path) -> None:
 
 
 def test_non_numeric_value(small_dataset: Path, tmp_path: Path) -> None:
-    data = _copy(small_dataset, tmp_path)
+    data = copy_dataset(small_dataset, tmp_path)
 
     def corrupt(blocks: dict[str, pd.DataFrame]) -> None:
         blocks["particles"]["rlnDefocusU"] = blocks["particles"]["rlnDefocusU"].astype(object)
         blocks["particles"].loc[7, "rlnDefocusU"] = "nan"
 
-    _edit_star(data / "particles.star", corrupt)
+    edit_star(data / "particles.star", corrupt)
     with pytest.raises(InputError) as error:
         read_particles(data / "particles.star")
     _expect(error, "rlnDefocusU", "row 8", "a finite number")
 
 
 def test_missing_stack(small_dataset: Path, tmp_path: Path) -> None:
-    data = _copy(small_dataset, tmp_path)
+    data = copy_dataset(small_dataset, tmp_path)
     (data / "particles.mrcs").unlink()
     with pytest.raises(InputError) as error:
         read_particles(data / "particles.star")
@@ -141,7 +130,7 @@ def test_missing_stack(small_dataset: Path, tmp_path: Path) -> None:
 
 
 def test_truncated_stack(small_dataset: Path, tmp_path: Path) -> None:
-    data = _copy(small_dataset, tmp_path)
+    data = copy_dataset(small_dataset, tmp_path)
     stack = data / "particles.mrcs"
     size = stack.stat().st_size
     with open(stack, "r+b") as handle:
@@ -153,12 +142,12 @@ def test_truncated_stack(small_dataset: Path, tmp_path: Path) -> None:
 
 
 def test_index_past_end_of_stack(small_dataset: Path, tmp_path: Path) -> None:
-    data = _copy(small_dataset, tmp_path)
+    data = copy_dataset(small_dataset, tmp_path)
 
     def past_end(blocks: dict[str, pd.DataFrame]) -> None:
         blocks["particles"].loc[3, "rlnImageName"] = "000201@particles.mrcs"
 
-    _edit_star(data / "particles.star", past_end)
+    edit_star(data / "particles.star", past_end)
     particles = read_particles(data / "particles.star")
     with pytest.raises(InputError) as error:
         validate_stacks(particles)
@@ -166,12 +155,12 @@ def test_index_past_end_of_stack(small_dataset: Path, tmp_path: Path) -> None:
 
 
 def test_image_size_disagrees_with_optics(small_dataset: Path, tmp_path: Path) -> None:
-    data = _copy(small_dataset, tmp_path)
+    data = copy_dataset(small_dataset, tmp_path)
 
     def wrong_size(blocks: dict[str, pd.DataFrame]) -> None:
         blocks["optics"]["rlnImageSize"] = 96
 
-    _edit_star(data / "particles.star", wrong_size)
+    edit_star(data / "particles.star", wrong_size)
     particles = read_particles(data / "particles.star")
     with pytest.raises(InputError) as error:
         validate_stacks(particles)
@@ -190,7 +179,7 @@ def _write_stack(path: Path, images: np.ndarray) -> None:
 def test_odd_or_non_square_box(
     small_dataset: Path, tmp_path: Path, shape: tuple[int, ...], fragment: str
 ) -> None:
-    data = _copy(small_dataset, tmp_path)
+    data = copy_dataset(small_dataset, tmp_path)
     _write_stack(data / "particles.mrcs", np.zeros(shape))
     particles = read_particles(data / "particles.star")
     with pytest.raises(InputError) as error:
@@ -199,7 +188,7 @@ def test_odd_or_non_square_box(
 
 
 def test_nan_pixels(small_dataset: Path, tmp_path: Path) -> None:
-    data = _copy(small_dataset, tmp_path)
+    data = copy_dataset(small_dataset, tmp_path)
     with mrcfile.open(data / "particles.mrcs", mode="r+") as mrc:
         mrc.data[42, 10, 10] = np.inf
     particles = read_particles(data / "particles.star")
@@ -209,8 +198,8 @@ def test_nan_pixels(small_dataset: Path, tmp_path: Path) -> None:
 
 
 def test_invalid_random_subset(small_dataset: Path, tmp_path: Path) -> None:
-    data = _copy(small_dataset, tmp_path)
-    _edit_star(data / "particles.star", lambda b: b["particles"].__setitem__("rlnRandomSubset", 3))
+    data = copy_dataset(small_dataset, tmp_path)
+    edit_star(data / "particles.star", lambda b: b["particles"].__setitem__("rlnRandomSubset", 3))
     with pytest.raises(InputError) as error:
         read_particles(data / "particles.star")
     _expect(error, "rlnRandomSubset", "1 or 2", "3")
@@ -244,7 +233,7 @@ def test_map_with_nan_is_rejected(tmp_path: Path) -> None:
 def test_cli_reports_bad_input_in_one_line(
     small_dataset: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    data = _copy(small_dataset, tmp_path)
+    data = copy_dataset(small_dataset, tmp_path)
     (data / "particles.mrcs").unlink()
     code = main(
         [

@@ -11,13 +11,12 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
-from workflow_tools import kill_at_first_checkpoint
+from workflow_tools import kill_at_first_checkpoint, train_vae_command
 
 from dynamight_core.cli import main
 from dynamight_core.io.checkpoint import Checkpointer
@@ -78,19 +77,14 @@ def half_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _command(data: Path, out: Path, checkpoint: Path | None = None) -> list[str]:
-    command = [sys.executable, "-m", "dynamight_core", "train-vae", *SETTINGS]
-    command += ["--star", str(data / "particles.star"), "--halves", str(data / "halves.csv")]
-    command += ["--half", "1", "--model", str(data / "warm.pt")]
-    for flag, name in (
-        ("--out-model", "model.pt"),
-        ("--out-latents", "latents.csv"),
-        ("--out-history", "training.tsv"),
-        ("--out-png", "training.png"),
-    ):
-        command += [flag, str(out / name)]
-    if checkpoint:
-        command += ["--checkpoint-dir", str(checkpoint)]
-    return command
+    return train_vae_command(
+        data / "particles.star",
+        data / "halves.csv",
+        data / "warm.pt",
+        out,
+        *SETTINGS,
+        checkpoint=checkpoint,
+    )
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import mrcfile
@@ -18,7 +17,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from workflow_tools import kill_at_first_checkpoint, make_workdir, ok, snakemake
+from workflow_tools import (
+    kill_at_first_checkpoint,
+    make_workdir,
+    ok,
+    snakemake,
+    train_vae_command,
+)
 
 from dynamight_core.metrics.motion import agreement_with_truth, displacement_errors_a
 from dynamight_core.models.deformation import load_deformation_model
@@ -37,20 +42,18 @@ def _train_command(
     *settings: str,
     checkpoint: Path | None = None,
 ) -> list[str]:
-    command = [sys.executable, "-m", "dynamight_core", "train-vae"]
-    command += ["--star", str(data / "particles.star"), "--halves", str(results / "halves.csv")]
-    command += ["--half", "1", "--model", str(results / "gaussians/warmup_half1.pt")]
-    command += ["--max-resolution-a", "8", "--threads", "2", *settings]
-    for flag, name in (
-        ("--out-model", "model.pt"),
-        ("--out-latents", "latents.csv"),
-        ("--out-history", "training.tsv"),
-        ("--out-png", "training.png"),
-    ):
-        command += [flag, str(out / name)]
-    if checkpoint:
-        command += ["--checkpoint-dir", str(checkpoint)]
-    return command
+    return train_vae_command(
+        data / "particles.star",
+        results / "halves.csv",
+        results / "gaussians/warmup_half1.pt",
+        out,
+        "--max-resolution-a",
+        "8",
+        "--threads",
+        "2",
+        *settings,
+        checkpoint=checkpoint,
+    )
 
 
 def _same_training(first: Path, second: Path) -> None:

@@ -90,3 +90,26 @@ def ok(result: subprocess.CompletedProcess[str]) -> str:
     """Output of a successful run (the test fails with the output's tail otherwise)."""
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result.stdout + result.stderr
+
+
+def train_vae_command(
+    star: Path,
+    halves: Path,
+    model: Path,
+    out: Path,
+    *settings: str,
+    checkpoint: Path | None = None,
+) -> list[str]:
+    """``python -m dynamight_core train-vae`` for half set 1, writing into folder ``out``."""
+    command = [sys.executable, "-m", "dynamight_core", "train-vae", *settings]
+    command += ["--star", str(star), "--halves", str(halves), "--half", "1", "--model", str(model)]
+    for flag, name in (
+        ("--out-model", "model.pt"),
+        ("--out-latents", "latents.csv"),
+        ("--out-history", "training.tsv"),
+        ("--out-png", "training.png"),
+    ):
+        command += [flag, str(out / name)]
+    if checkpoint:
+        command += ["--checkpoint-dir", str(checkpoint)]
+    return command
