@@ -36,9 +36,13 @@ demo: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores all --printshellcmds
 	@echo "demo finished: see results/consensus/fsc.json, results/vae/half*/latents.csv and training.png, results/provenance.json"
 
+# style, types (mypy, settings in pyproject.toml) and the allowed imports between packages
+# (import-linter contracts in pyproject.toml; docs/architecture.md explains the layers)
 lint: $(STAMP)
 	$(BIN)/ruff check dynamight_core tests benchmarks
 	$(BIN)/ruff format --check dynamight_core tests benchmarks
+	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest

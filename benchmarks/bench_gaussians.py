@@ -88,7 +88,7 @@ def main() -> None:
             f"{settings.iterations} Adam steps",
             fit_seconds,
             f"{fit_seconds / settings.iterations * 1000:.0f} ms/step",
-            f"min FSC to map resolution {quality['min_fsc_to_map_resolution']:.3f}",
+            f"min FSC to map resolution {quality.min_fsc_to_map_resolution:.3f}",
         ],
         [
             "warm-up, box 128, 5,000 Gaussians",

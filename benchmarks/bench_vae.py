@@ -21,20 +21,22 @@ import numpy as np
 import torch
 from common import configure, device, peak_rss_mb, print_table, seconds_per_call
 
+from dynamight_core.config import default_of
 from dynamight_core.data.batches import ParticleBatch
 from dynamight_core.geometry.rotations import euler_to_matrix
 from dynamight_core.models.decoder import DisplacementDecoder
 from dynamight_core.models.deformation import DeformationModel
 from dynamight_core.models.encoder import ImageEncoder
 from dynamight_core.models.gaussians import GaussianModel
+from dynamight_core.training.half_set_vae import TrainingGrid
 from dynamight_core.training.likelihood import FourierLikelihood, max_shell_for
 from dynamight_core.training.regularisation import neighbour_graph
 from dynamight_core.training.vae import VaeSettings, make_optimizer
-from dynamight_core.training.vae_steps import TrainingGrid, batch_losses
+from dynamight_core.training.vae_steps import batch_losses
 
 BATCH = 64
 PIXEL_A = 1.5
-DEFAULT_RESOLUTION_A = 8.0  # the workflow's default training resolution (vae.max_resolution_a)
+DEFAULT_RESOLUTION_A = default_of("vae", "max_resolution_a")  # the workflow's default
 
 
 def _model(
@@ -99,7 +101,8 @@ SIMULATE_SCRIPT = """
 import sys
 from pathlib import Path
 from dynamight_core.simulate.dataset import SimulationConfig, simulate_dataset
-simulate_dataset(SimulationConfig(n_particles=int(sys.argv[2]), snr=0.1, seed=2), Path(sys.argv[1]))
+config = SimulationConfig(n_particles=int(sys.argv[2]), pixel_size_a=2.0, snr=0.1, seed=2)
+simulate_dataset(config, Path(sys.argv[1]))
 """
 
 EPOCH_SCRIPT = """
@@ -112,6 +115,7 @@ sys.path.insert(0, sys.argv[2])
 from bench_vae import _model
 from dynamight_core.training.likelihood import FourierLikelihood
 from dynamight_core.training.regularisation import neighbour_graph
+from dynamight_core.training.half_set_vae import HalfSetVae
 from dynamight_core.training.vae import TrainingState, VaeSettings, train_epoch, make_optimizer
 torch.set_num_threads(1)
 particles = read_particles(Path(sys.argv[1]) / "particles.star")
@@ -119,8 +123,9 @@ model, grid = _model(64, 500, torch.device("cpu"))
 reader = BatchReader(particles, ImageSource(particles), torch.device("cpu"))
 likelihood = FourierLikelihood(torch.ones(33), grid.box_px, grid.max_shell)
 settings = VaeSettings()
-train_epoch(model, make_optimizer(model, settings), reader, np.arange(len(particles)), grid,
-            likelihood, neighbour_graph(model.consensus.positions_a()), settings, TrainingState())
+vae = HalfSetVae(model, grid, likelihood, settings.refinement(), settings.batch_size, 1)
+train_epoch(vae, make_optimizer(model, settings), reader, np.arange(len(particles)),
+            neighbour_graph(model.consensus.positions_a()), settings, TrainingState())
 print(json.dumps({"peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 

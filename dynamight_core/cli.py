@@ -1,6 +1,8 @@
 """Command-line interface: ``python -m dynamight_core <stage> ...``.
 
-Every stage module defines ``HELP``, ``add_arguments(parser)`` and ``run(args)``. The CLI
+Every stage module defines ``HELP``, ``add_arguments(parser)`` and ``run(args)``; its
+settings' options come from the configuration schema (:mod:`dynamight_core.config_cli`),
+and it imports the library only inside ``run``, so ``--help`` imports no torch. The CLI
 sets up logging, records the command, version and device, and turns bad input (or a
 checkpoint folder held by another running copy) into one clear error line (exit code 2),
 a diverged training (NaN or infinite loss) into one line (exit code 3) and any other
@@ -20,6 +22,7 @@ import time
 from collections.abc import Sequence
 
 from dynamight_core._version import __version__
+from dynamight_core.config_cli import add_file_argument, add_run_argument
 
 logger = logging.getLogger("dynamight_core")
 
@@ -77,11 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
             description=module.HELP,
             formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         )
-        sub.add_argument("--log-level", default="INFO", help="logging level")
-        sub.add_argument(
+        add_run_argument(sub, "--log-level", "logging level", default="INFO")
+        add_file_argument(
+            sub,
             "--record",
+            "write a JSON record of this run (host, device, versions, time)",
             default=None,
-            help="write a JSON record of this run (host, device, versions, time)",
         )
         module.add_arguments(sub)
         sub.set_defaults(module=module)

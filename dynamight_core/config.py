@@ -65,7 +65,7 @@ def _resources(gpu: int, cpus: int, mem_mb: int, runtime_min: int) -> dict[str, 
     }
 
 
-SCHEMA: dict[str, dict[str, Any]] = {
+SCHEMA: dict[str, Any] = {
     "output_dir": Key("path", "results", "folder for every output, log and checkpoint"),
     "inputs": {
         "particles": Key(
@@ -119,6 +119,38 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "motion": Key("str", "hinge", "simulated motion", choices=("hinge", "interpolate", "none")),
         "max_angle_deg": Key("float", 30.0, "largest hinge angle in degrees", 0.0, 180.0),
         "width_a": Key("float", 3.2, "width (standard deviation) of the pseudo-atoms in Å", 0.1),
+        "max_origin_a": Key(
+            "float", 4.0, "particle centres drawn uniformly within +-this of the box centre, Å", 0.0
+        ),
+        "defocus_min_um": Key("float", 1.0, "smallest defocus in µm", 0.01),
+        "defocus_max_um": Key("float", 2.5, "largest defocus in µm", 0.01),
+        "astigmatism_max_a": Key("float", 400.0, "largest defocus U-V difference in Å", 0.0),
+        "voltage_kv": Key("float", 300.0, "acceleration voltage in kV", 1.0),
+        "cs_mm": Key("float", 2.7, "spherical aberration in mm", 0.0),
+        "amplitude_contrast": Key("float", 0.1, "amplitude contrast (fraction)", 0.0, 1.0),
+        "n_truth_maps": Key(
+            "int", 5, "ground-truth maps written along the motion (1 without motion)", 1
+        ),
+        "atomic_model": Key(
+            "path",
+            None,
+            "PDB/mmCIF to simulate instead of the built-in two-domain phantom (null: phantom)",
+            nullable=True,
+            must_exist=True,
+        ),
+        "moving_selection": Key(
+            "str",
+            None,
+            "chain of the atomic model that the hinge moves (null: its last chain)",
+            nullable=True,
+        ),
+        "second_model": Key(
+            "path",
+            None,
+            "second state of the atomic model (same atoms), for motion 'interpolate'",
+            nullable=True,
+            must_exist=True,
+        ),
         "seed": Key("int", 0, "random seed of the simulation"),
     },
     "split": {
@@ -317,6 +349,14 @@ class ConfigError(ValueError):
         super().__init__(f"{source}: {len(problems)} problem(s) in the configuration:\n{lines}")
 
 
+def default_of(section: str, name: str) -> Any:
+    """The schema's default of ``section.name``: what settings dataclasses take as theirs."""
+    spec = SCHEMA[section][name]
+    if not isinstance(spec, Key):
+        raise KeyError(f"{section}.{name} is a section, not a setting")
+    return spec.default
+
+
 def defaults(schema: Mapping[str, Any] = SCHEMA) -> dict[str, Any]:
     """Nested dictionary of default values."""
     return {
@@ -325,7 +365,7 @@ def defaults(schema: Mapping[str, Any] = SCHEMA) -> dict[str, Any]:
     }
 
 
-def _coerce(spec: Key, value: Any) -> Any:
+def coerce_value(spec: Key, value: Any) -> Any:
     """Numbers, booleans and null given as text (``--config`` passes nested values as text)."""
     if spec.nullable and isinstance(value, str) and value.strip() in ("null", "None", "~"):
         return None
@@ -340,7 +380,7 @@ def _coerce(spec: Key, value: Any) -> Any:
         return value
 
 
-def _check_value(key: str, spec: Key, value: Any) -> str | None:
+def check_value(key: str, spec: Key, value: Any) -> str | None:
     """A problem description, or ``None`` when ``value`` fits ``spec``."""
     if value is None:
         return None if spec.nullable else f"{key}: expected a value, found null"
@@ -386,8 +426,8 @@ def _merge(
     for name, spec in schema.items():
         key = f"{prefix}{name}"
         if isinstance(spec, Key):
-            value = _coerce(spec, values.get(name, spec.default))
-            problem = _check_value(key, spec, value)
+            value = coerce_value(spec, values.get(name, spec.default))
+            problem = check_value(key, spec, value)
             if problem:
                 problems.append(problem)
             merged[name] = value

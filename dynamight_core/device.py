@@ -12,7 +12,7 @@ import os
 import random
 import tempfile
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import numpy as np
 import torch
@@ -135,7 +135,8 @@ def rng_state() -> dict[str, Any]:
     Python's ``random``, as tensors and plain values, so a checkpoint holding it loads
     with ``torch.load(weights_only=True)``. See :func:`set_rng_state`.
     """
-    name, keys, position, has_gauss, cached = np.random.get_state()  # noqa: NPY002
+    state = cast(tuple[str, np.ndarray, int, int, float], np.random.get_state())  # noqa: NPY002
+    name, keys, position, has_gauss, cached = state
     version, internal, gauss_next = random.getstate()
     return {
         "torch": torch.get_rng_state(),

@@ -17,6 +17,10 @@ T = TypeVar("T")
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
+class _PackageHandler(logging.StreamHandler):
+    """The stderr handler :func:`setup_logging` installs (replaced, not added, on a re-call)."""
+
+
 def setup_logging(level: str = "INFO") -> None:
     """Send log records of the package to stderr with timestamps.
 
@@ -27,12 +31,11 @@ def setup_logging(level: str = "INFO") -> None:
     """
     root = logging.getLogger()
     for handler in list(root.handlers):
-        if getattr(handler, "_dynamight", False):
+        if isinstance(handler, _PackageHandler):
             root.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(LOG_FORMAT, datefmt="%Y-%m-%d %H:%M:%S"))
-    handler._dynamight = True  # type: ignore[attr-defined]
-    root.addHandler(handler)
+    package_handler = _PackageHandler(sys.stderr)
+    package_handler.setFormatter(logging.Formatter(LOG_FORMAT, datefmt="%Y-%m-%d %H:%M:%S"))
+    root.addHandler(package_handler)
     root.setLevel(level.upper())
     logging.captureWarnings(True)
 

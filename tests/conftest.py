@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -12,9 +13,10 @@ from dynamight_core.simulate.dataset import SimulationConfig, simulate_dataset
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
-def _simulate(root: Path, **settings: object) -> Path:
+def _simulate(root: Path, **settings: Any) -> Path:
     out = root / "data"
-    simulate_dataset(SimulationConfig(**settings), out)  # type: ignore[arg-type]
+    # the fixtures are at 2 Å/px (the simulator's default before the demo moved to 1.8 Å)
+    simulate_dataset(SimulationConfig(**{"pixel_size_a": 2.0, **settings}), out)
     return out
 
 

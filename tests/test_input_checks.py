@@ -22,6 +22,7 @@ import torch
 from star_tools import copy_dataset, edit_star
 
 from dynamight_core.config import ConfigError, validate
+from dynamight_core.data.halves import assign_halves
 from dynamight_core.errors import InputError, NonFiniteResultError
 from dynamight_core.io.files import write_json_atomic, write_text_atomic
 from dynamight_core.io.mrc import read_volume, write_volume
@@ -29,7 +30,6 @@ from dynamight_core.io.star import read_particles
 from dynamight_core.io.star_stacks import existing_stacks, stack_names
 from dynamight_core.metrics.fsc import FscCurve
 from dynamight_core.models.gaussians import GaussianModel
-from dynamight_core.reconstruct.halves import assign_halves
 from dynamight_core.stages.common import check_model_matches_particles
 
 

@@ -99,7 +99,7 @@ def test_unreadable_checkpoint_is_set_aside_with_a_warning(
     assert len(aside) == 1
     assert "unreadable" in caplog.text and aside[0].name in caplog.text
     checkpointer.save("state", {"x": torch.zeros(1)})
-    assert torch.equal(checkpointer.load("state")["x"], torch.zeros(1))  # type: ignore[index]
+    assert torch.equal(checkpointer.load("state")["x"], torch.zeros(1))
     checkpointer.release()
 
 

@@ -48,7 +48,8 @@ def make_half_set(folder: Path, n_particles: int = 300) -> Path:
     Writes ``particles.star``, ``halves.csv`` (20% held out) and ``truth_model.pt`` (one
     3.2 Å width class, masses as simulated) in ``folder``, and returns ``folder``.
     """
-    simulate_dataset(SimulationConfig(n_particles=n_particles, snr=0.5, seed=7), folder)
+    config = SimulationConfig(n_particles=n_particles, pixel_size_a=2.0, snr=0.5, seed=7)
+    simulate_dataset(config, folder)
     atoms = pd.read_csv(folder / "truth/atoms.csv")
     model = GaussianModel(
         torch.tensor(atoms[["x_a", "y_a", "z_a"]].to_numpy()),

@@ -25,8 +25,8 @@ from workflow_tools import (
     train_vae_command,
 )
 
-from dynamight_core.metrics.motion import agreement_with_truth, displacement_errors_a
 from dynamight_core.models.deformation import load_deformation_model
+from dynamight_core.simulate.agreement import agreement_with_truth, displacement_errors_a
 from dynamight_core.simulate.truth import load_truth
 
 pytestmark = pytest.mark.slow

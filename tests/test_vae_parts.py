@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from dynamight_core.data.batches import ParticleBatch
+from dynamight_core.geometry.fourier import crop_fourier_2d
 from dynamight_core.geometry.rotations import euler_to_matrix
 from dynamight_core.models.decoder import DisplacementDecoder
 from dynamight_core.models.deformation import (
@@ -16,11 +17,12 @@ from dynamight_core.models.deformation import (
     load_deformation_model,
     save_deformation_model,
 )
-from dynamight_core.models.encoder import ImageEncoder, crop_fourier
+from dynamight_core.models.encoder import ImageEncoder
 from dynamight_core.models.gaussians import GaussianModel
+from dynamight_core.training.half_set_vae import TrainingGrid
 from dynamight_core.training.likelihood import FourierLikelihood
 from dynamight_core.training.regularisation import deformation_penalty, neighbour_graph
-from dynamight_core.training.vae_steps import TrainingGrid, predict, refine_latents
+from dynamight_core.training.vae_steps import predict, refine_latents
 
 
 def _points(n: int = 200, seed: int = 0) -> torch.Tensor:
@@ -131,7 +133,7 @@ def test_model_file_round_trip(tmp_path: Path) -> None:
 
 def test_crop_keeps_low_frequencies() -> None:
     image = torch.randn(1, 32, 32)
-    cropped = crop_fourier(torch.fft.rfft2(image), 16)
+    cropped = crop_fourier_2d(torch.fft.rfft2(image), 16)
     full = torch.fft.rfft2(image)
     torch.testing.assert_close(cropped[0, :8, :9], full[0, :8, :9])
     torch.testing.assert_close(cropped[0, 8:, :9], full[0, 24:, :9])

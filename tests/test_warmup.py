@@ -16,10 +16,10 @@ import torch
 from workflow_tools import kill_at_first_checkpoint
 
 from dynamight_core.data.batches import BatchReader
+from dynamight_core.data.halves import read_split
 from dynamight_core.io.stacks import ImageSource
 from dynamight_core.io.star import read_particles
 from dynamight_core.models.gaussians import load_gaussian_model
-from dynamight_core.reconstruct.halves import read_split
 from dynamight_core.training.likelihood import FourierLikelihood, mean_loss
 
 pytestmark = pytest.mark.slow

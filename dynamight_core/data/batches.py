@@ -16,6 +16,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from dynamight_core.data.particles import (
+    particle_ctf_parameters,
+    particle_rotations,
+    particle_shifts_a,
+)
 from dynamight_core.io.stacks import ImageSource
 from dynamight_core.io.star import ParticleSet
 from dynamight_core.physics.ctf import compute_ctf
@@ -61,14 +66,16 @@ class BatchReader:
         particles = self.particle_set
         images = torch.from_numpy(self.source.read(indices)).to(self.device)
         ctf = compute_ctf(
-            particles.ctf_parameters(indices, self.device), particles.box_px, particles.pixel_size_a
+            particle_ctf_parameters(particles, indices, self.device),
+            particles.box_px,
+            particles.pixel_size_a,
         )
         return ParticleBatch(
             indices,
             torch.fft.rfft2(images),
             ctf,
-            particles.rotations(indices, self.device),
-            particles.shifts_a(indices, self.device),
+            particle_rotations(particles, indices, self.device),
+            particle_shifts_a(particles, indices, self.device),
         )
 
     def batches(
@@ -97,18 +104,3 @@ class BatchReader:
                 raise item
             yield item
         worker.join()
-
-
-def shell_index_2d(box_px: int, device: torch.device | None = None) -> torch.Tensor:
-    """`(D, D//2+1)` nearest integer shell ``round(|k| D)`` of each rfft pixel."""
-    ky = torch.fft.fftfreq(box_px, device=device, dtype=torch.float64)[:, None]
-    kx = torch.fft.rfftfreq(box_px, device=device, dtype=torch.float64)[None, :]
-    return torch.round(torch.sqrt(ky**2 + kx**2) * box_px).long()
-
-
-def hermitian_weights_2d(box_px: int, device: torch.device | None = None) -> torch.Tensor:
-    """`(1, D//2+1)` multiplicity of each rfft column in the full transform (1 or 2)."""
-    weights = torch.full((1, box_px // 2 + 1), 2.0, device=device)
-    weights[0, 0] = 1.0
-    weights[0, -1] = 1.0
-    return weights

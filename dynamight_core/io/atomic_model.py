@@ -75,7 +75,7 @@ def read_atomic_model(path: str | Path) -> AtomicModel:
         raise InputError(path, "syntax", "a readable PDB or mmCIF file", str(err)) from err
     structure.remove_hydrogens()
     structure.remove_waters()
-    rows: list[tuple[float, float, float, int, str, int]] = []
+    rows: list[tuple[float, float, float, int, str, int | None]] = []
     if len(structure) > 0:
         for chain in structure[0]:
             for residue in chain:

@@ -38,7 +38,7 @@ from dynamight_core.io.files import atomic_path
 
 logger = logging.getLogger(__name__)
 
-FORMAT = 2
+FORMAT = 3
 LOCK_NAME = ".lock"
 _HELD = (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
 

@@ -16,10 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import starfile
-import torch
 
 from dynamight_core.errors import InputError
-from dynamight_core.geometry.rotations import euler_to_matrix, shift_from_origin
 from dynamight_core.io.files import atomic_path
 from dynamight_core.io.star_checks import (
     check_ranges,
@@ -27,7 +25,6 @@ from dynamight_core.io.star_checks import (
     warn_ignored_refinements,
 )
 from dynamight_core.io.star_stacks import find_stack, stack_candidates
-from dynamight_core.physics.ctf import CtfParameters
 
 logger = logging.getLogger(__name__)
 
@@ -91,35 +88,6 @@ class ParticleSet:
 
     def __len__(self) -> int:
         return len(self.particles)
-
-    def rotations(self, indices: np.ndarray, device: torch.device | None = None) -> torch.Tensor:
-        """`(B, 3, 3)` RELION matrices ``A`` of the particles ``indices``."""
-        return euler_to_matrix(torch.as_tensor(self.euler_deg[indices], device=device)).float()
-
-    def shifts_a(self, indices: np.ndarray, device: torch.device | None = None) -> torch.Tensor:
-        """`(B, 2)` particle-centre positions relative to the box centre in Å (``-origin``)."""
-        origin = torch.as_tensor(self.origin_a[indices], device=device).float()
-        return shift_from_origin(origin)
-
-    def ctf_parameters(
-        self, indices: np.ndarray, device: torch.device | None = None
-    ) -> CtfParameters:
-        """CTF parameters of the particles ``indices`` as tensors of shape `(B,)`."""
-
-        def take(values: np.ndarray) -> torch.Tensor:
-            return torch.as_tensor(values[indices], dtype=torch.float64, device=device)
-
-        return CtfParameters(
-            defocus_u_a=take(self.defocus_u_a),
-            defocus_v_a=take(self.defocus_v_a),
-            defocus_angle_deg=take(self.defocus_angle_deg),
-            voltage_kv=take(self.voltage_kv),
-            cs_mm=take(self.cs_mm),
-            amplitude_contrast=take(self.amplitude_contrast),
-            phase_shift_deg=take(self.phase_shift_deg),
-            bfactor_a2=take(self.bfactor_a2),
-            scale=take(self.ctf_scale),
-        )
 
     def image_names(self) -> list[str]:
         """The ``rlnImageName`` entries, for keying per-particle outputs."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -54,13 +55,55 @@ def map_resolution(own: FscCurve) -> tuple[float | None, int]:
     return resolution_a, max(1, int(np.floor(lowest_shell_a / resolution_a)))
 
 
+@dataclass(frozen=True)
+class FitQuality:
+    """Agreement of a rendered model with the map it was fitted to.
+
+    Attributes
+    ----------
+    unmasked, masked_corrected
+        FSC of model against map, without mask and masked (phase-randomisation corrected).
+    correlation_in_mask
+        Correlation of model and map inside the fit mask.
+    relative_residual_in_mask
+        ``|mask (model - map)|^2 / |mask map|^2``.
+    map_resolution_a
+        The map's own resolution from its half maps (FSC 0.143), or ``None`` without half
+        maps or when their FSC never reaches 0.143 (see :func:`map_resolution`).
+    min_fsc_to_map_resolution
+        Lowest masked FSC of model against map up to that resolution (``None`` without
+        half maps).
+    """
+
+    unmasked: FscCurve
+    masked_corrected: FscCurve
+    correlation_in_mask: float
+    relative_residual_in_mask: float
+    map_resolution_a: float | None = None
+    min_fsc_to_map_resolution: float | None = None
+
+    def record(self) -> dict[str, object]:
+        """JSON-ready record (curves with their resolutions, rounded numbers)."""
+        record: dict[str, object] = {
+            "unmasked": _curve(self.unmasked),
+            "masked_corrected": _curve(self.masked_corrected),
+            "correlation_in_mask": round(self.correlation_in_mask, 5),
+            "relative_residual_in_mask": round(self.relative_residual_in_mask, 6),
+        }
+        if self.min_fsc_to_map_resolution is not None:
+            resolution = self.map_resolution_a
+            record["map_resolution_0143_a"] = None if resolution is None else round(resolution, 3)
+            record["min_fsc_to_map_resolution"] = round(self.min_fsc_to_map_resolution, 5)
+        return record
+
+
 def fit_quality(
     model_map: np.ndarray,
     target: np.ndarray,
     mask: np.ndarray,
     pixel_size_a: float,
     half_maps: tuple[np.ndarray, np.ndarray] | None = None,
-) -> dict[str, object]:
+) -> FitQuality:
     """Agreement of a rendered model with the map it was fitted to.
 
     Parameters
@@ -73,14 +116,6 @@ def fit_quality(
         Voxel size in Å.
     half_maps
         The map's two half maps, to state its own resolution with the same mask.
-
-    Returns
-    -------
-    dict
-        ``unmasked`` and ``masked_corrected`` FSC curves with their resolutions,
-        ``correlation_in_mask``, ``relative_residual_in_mask`` and, with half maps,
-        ``map_resolution_0143_a`` (``None`` when the half maps' FSC never reaches 0.143,
-        see :func:`map_resolution`) and ``min_fsc_to_map_resolution``.
     """
     weights = mask / mask.sum()
     centred_model = model_map - (weights * model_map).sum()
@@ -91,17 +126,10 @@ def fit_quality(
     )
     residual = float((mask * (model_map - target) ** 2).sum() / (mask * target**2).sum())
     corrected = masked_fsc(model_map, target, mask, pixel_size_a).corrected
-    record: dict[str, object] = {
-        "unmasked": _curve(fsc(model_map, target, pixel_size_a)),
-        "masked_corrected": _curve(corrected),
-        "correlation_in_mask": round(correlation, 5),
-        "relative_residual_in_mask": round(residual, 6),
-    }
-    if half_maps is not None:
-        own = masked_fsc(half_maps[0], half_maps[1], mask, pixel_size_a).corrected
-        resolution_a, last_shell = map_resolution(own)
-        record["map_resolution_0143_a"] = None if resolution_a is None else round(resolution_a, 3)
-        record["min_fsc_to_map_resolution"] = round(
-            float(corrected.fsc[1 : last_shell + 1].min()), 5
-        )
-    return record
+    unmasked = fsc(model_map, target, pixel_size_a)
+    if half_maps is None:
+        return FitQuality(unmasked, corrected, correlation, residual)
+    own = masked_fsc(half_maps[0], half_maps[1], mask, pixel_size_a).corrected
+    resolution_a, last_shell = map_resolution(own)
+    lowest = float(corrected.fsc[1 : last_shell + 1].min())
+    return FitQuality(unmasked, corrected, correlation, residual, resolution_a, lowest)

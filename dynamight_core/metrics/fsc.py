@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from dynamight_core.geometry.grids import radial_shell_index_3d, rfft_hermitian_weights_3d
+from dynamight_core.geometry.fourier import hermitian_weights_3d, shell_index_3d
 
 RANDOMISE_BELOW_FSC = 0.8
 
@@ -106,8 +106,8 @@ def fsc(
         raise ValueError(f"FSC needs two maps of the same cubic shape, got {a.shape} and {b.shape}")
     box = a.shape[0]
     n_shells = box // 2 + 1
-    shells = radial_shell_index_3d(box).clamp_(max=n_shells)
-    weights = rfft_hermitian_weights_3d(box)
+    shells = shell_index_3d(box).clamp_(max=n_shells)
+    weights = hermitian_weights_3d(box)
     cross, power1, power2, count = _shell_sums(
         torch.fft.rfftn(a), torch.fft.rfftn(b), shells, weights, n_shells
     )
@@ -133,7 +133,7 @@ def randomise_phases(volume: np.ndarray, from_shell: int, seed: int) -> np.ndarr
     generator = torch.Generator().manual_seed(seed)
     noise = torch.fft.rfftn(torch.randn(data.shape, generator=generator, dtype=torch.float64))
     phases = noise / noise.abs().clamp(min=1e-30)
-    outer = radial_shell_index_3d(box) >= from_shell
+    outer = shell_index_3d(box) >= from_shell
     spectrum = torch.where(outer, spectrum.abs() * phases, spectrum)
     return torch.fft.irfftn(spectrum, s=data.shape).numpy()
 

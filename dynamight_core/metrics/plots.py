@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -11,6 +12,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from dynamight_core.io.files import atomic_path
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def plot_fsc(
@@ -48,7 +52,7 @@ def plot_fsc(
     plt.close(fig)
 
 
-def plot_training(path: str | Path, history: object, title: str) -> None:
+def plot_training(path: str | Path, history: pd.DataFrame, title: str) -> None:
     """Training curves: data term (training and validation) and the other loss terms.
 
     Parameters
@@ -62,18 +66,18 @@ def plot_training(path: str | Path, history: object, title: str) -> None:
         Figure title.
     """
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.4, 5.6), dpi=120, sharex=True)
-    top.plot(history["epoch"], history["data"], label="training data term")  # type: ignore[index]
+    top.plot(history["epoch"], history["data"], label="training data term")
     top.plot(
         history["epoch"],
-        history["validation"],  # type: ignore[index]
+        history["validation"],
         label="validation data term",
     )
     top.set_ylabel("whitened residual")
     top.legend(fontsize=8)
-    bottom.semilogy(history["epoch"], history["kl"], label="KL (weighted)")  # type: ignore[index]
+    bottom.semilogy(history["epoch"], history["kl"], label="KL (weighted)")
     bottom.semilogy(
         history["epoch"],
-        history["deformation"],  # type: ignore[index]
+        history["deformation"],
         label="deformation penalty",
     )
     bottom.set_xlabel("epoch")

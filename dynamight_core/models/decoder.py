@@ -30,6 +30,8 @@ class DisplacementDecoder(nn.Module):
         Hidden units per layer and number of hidden layers.
     """
 
+    frequencies: torch.Tensor  # (F,) encoding frequencies, rad per box unit (buffer)
+
     def __init__(
         self,
         latent_dim: int,

@@ -2,18 +2,43 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from dynamight_core.config import default_of
 from dynamight_core.io.checkpoint import read_model_file, write_model_file
 from dynamight_core.models.decoder import DisplacementDecoder
 from dynamight_core.models.encoder import ImageEncoder
 from dynamight_core.models.gaussians import GaussianModel
 
 MODEL_KIND = "dynamight-deformation-model"
+
+
+@dataclass(frozen=True)
+class VaeArchitecture:
+    """Shapes of the encoder and the decoder (config section ``vae``).
+
+    Attributes
+    ----------
+    latent_dim
+        Dimension L of the latent space.
+    encoder_px
+        Largest encoder input image in pixels (the image is Fourier-cropped to it).
+    decoder_layers, decoder_width
+        Hidden layers of the displacement decoder and units per layer.
+    pe_frequencies
+        Frequencies of the decoder's positional encoding.
+    """
+
+    latent_dim: int = default_of("vae", "latent_dim")
+    encoder_px: int = default_of("vae", "encoder_px")
+    decoder_layers: int = default_of("vae", "decoder_layers")
+    decoder_width: int = default_of("vae", "decoder_width")
+    pe_frequencies: int = default_of("vae", "pe_frequencies")
 
 
 class DeformationModel(nn.Module):
@@ -75,12 +100,10 @@ class DeformationModel(nn.Module):
             consensus_config["pixel_size_a"],
         )
         encoder_config = config["encoder"]
+        first, second = encoder_config["hidden"]
         encoder = ImageEncoder(
-            encoder_config["input_px"],
-            encoder_config["latent_dim"],
-            1.0,
-            tuple(encoder_config["hidden"]),
-        )  # type: ignore[arg-type]
+            encoder_config["input_px"], encoder_config["latent_dim"], 1.0, (first, second)
+        )
         decoder_config = config["decoder"]
         decoder = DisplacementDecoder(
             decoder_config["latent_dim"],
@@ -90,6 +113,35 @@ class DeformationModel(nn.Module):
             decoder_config["n_layers"],
         )
         return cls(consensus, encoder, decoder)
+
+
+def particle_radius_a(consensus: GaussianModel) -> float:
+    """Radius (Å) about the box centre that holds the consensus Gaussians and their widths."""
+    with torch.no_grad():
+        reach = consensus.positions_a().norm(dim=1).max() + 2 * consensus.widths_a().max()
+    return float(reach)
+
+
+def build_deformation_model(
+    consensus: GaussianModel, architecture: VaeArchitecture, encoder_px: int
+) -> DeformationModel:
+    """A new model over ``consensus``, its encoder reading ``encoder_px`` images.
+
+    ``encoder_px`` is the encoder's input size on the training grid (at most
+    ``architecture.encoder_px``); the encoder masks a disc of the particle's radius.
+    """
+    encoder_pixel_a = consensus.box_a / encoder_px
+    encoder = ImageEncoder(
+        encoder_px, architecture.latent_dim, particle_radius_a(consensus) / encoder_pixel_a
+    )
+    decoder = DisplacementDecoder(
+        architecture.latent_dim,
+        consensus.box_px,
+        architecture.pe_frequencies,
+        architecture.decoder_width,
+        architecture.decoder_layers,
+    )
+    return DeformationModel(consensus, encoder, decoder)
 
 
 def save_deformation_model(

@@ -9,31 +9,11 @@ images. The network is three linear layers with ReLU, as in the paper.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
+from dynamight_core.geometry.fourier import crop_fourier_2d, shift_phase_2d
 from dynamight_core.geometry.masks import circular_mask
-
-
-def crop_fourier(images_ft: torch.Tensor, size: int) -> torch.Tensor:
-    """`(..., D, D//2+1)` rfft -> `(..., size, size//2+1)`: the low frequencies only."""
-    box = images_ft.shape[-2]
-    if size == box:
-        return images_ft
-    rows = torch.cat([torch.arange(size // 2), torch.arange(box - size // 2, box)]).to(
-        images_ft.device
-    )
-    return images_ft[..., rows, : size // 2 + 1]
-
-
-def centring_phase(box_px: int, shifts_px: torch.Tensor) -> torch.Tensor:
-    """`(B, D, D//2+1)` phase ramps that move particles at ``shifts_px`` to the centre."""
-    ky = torch.fft.fftfreq(box_px, device=shifts_px.device)[:, None]
-    kx = torch.fft.rfftfreq(box_px, device=shifts_px.device)[None, :]
-    angle = 2 * math.pi * (kx * shifts_px[:, 0, None, None] + ky * shifts_px[:, 1, None, None])
-    return torch.polar(torch.ones_like(angle), angle)
 
 
 def encoder_images(
@@ -51,8 +31,8 @@ def encoder_images(
         Size of the encoder's input image (even, at most D).
     """
     box = images_ft.shape[-2]
-    centred = images_ft * centring_phase(box, shifts_px) * torch.sign(ctf)
-    cropped = crop_fourier(centred, input_px) * (input_px / box) ** 2
+    centred = images_ft * shift_phase_2d(box, shifts_px) * torch.sign(ctf)
+    cropped = crop_fourier_2d(centred, input_px) * (input_px / box) ** 2
     return torch.fft.irfft2(cropped, s=(input_px, input_px))
 
 
@@ -70,6 +50,10 @@ class ImageEncoder(nn.Module):
     hidden
         Widths of the two hidden layers.
     """
+
+    mask: torch.Tensor  # (input_px, input_px) soft circular mask (buffers, for the type checker)
+    mean: torch.Tensor  # () mean of the masked training inputs
+    std: torch.Tensor  # () their standard deviation
 
     def __init__(
         self,

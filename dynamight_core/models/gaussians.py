@@ -13,7 +13,6 @@ stored in scale-free units so that one learning rate fits every box size:
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -167,13 +166,3 @@ def load_gaussian_model(
     )
     model.load_state_dict(payload["state_dict"])
     return model.to(device or torch.device("cpu")), payload["extra"]
-
-
-def nearest_neighbour_distance_a(positions_a: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
-    """`(N,)` distance of each point to its nearest other point (Å)."""
-    distances = []
-    for start in range(0, positions_a.shape[0], chunk):
-        block = torch.cdist(positions_a[start : start + chunk], positions_a)
-        block[torch.arange(block.shape[0]), torch.arange(start, start + block.shape[0])] = math.inf
-        distances.append(block.min(dim=1).values)
-    return torch.cat(distances)

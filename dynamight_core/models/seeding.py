@@ -11,12 +11,12 @@ background noise, and a lower level would cover their blurred surroundings).
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from dynamight_core.config import default_of
 from dynamight_core.errors import InputError
 from dynamight_core.geometry.masks import spherical_mask
 from dynamight_core.io.mrc import Volume
@@ -50,12 +50,12 @@ class SeedSettings:
         Random seed of the placement.
     """
 
-    n_gaussians: int | None = None
-    gaussians_per_residue: float = 2.0
-    n_residues: int | None = None
-    threshold: float | None = None
-    n_width_classes: int = 2
-    seed: int = 0
+    n_gaussians: int | None = default_of("gaussians", "n_gaussians")
+    gaussians_per_residue: float = default_of("gaussians", "gaussians_per_residue")
+    n_residues: int | None = default_of("gaussians", "n_residues")
+    threshold: float | None = default_of("gaussians", "threshold")
+    n_width_classes: int = default_of("gaussians", "n_width_classes")
+    seed: int = default_of("gaussians", "seed")
 
 
 def default_threshold(data: np.ndarray) -> float:
@@ -148,8 +148,3 @@ def seed_model(
         ", ".join(f"{w:.2f}" for w in widths_a),
     )
     return model, threshold
-
-
-def spacing_a(n_gaussians: int, volume_a3: float) -> float:
-    """Typical distance between neighbouring Gaussians filling ``volume_a3`` (Å)."""
-    return (volume_a3 / max(n_gaussians, 1)) ** (1.0 / 3.0) if volume_a3 > 0 else math.nan

@@ -11,14 +11,13 @@ with the wavelength they were fitted with.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 from scipy import constants
 from torch_ctf import calculate_ctf_2d
 
-from dynamight_core.geometry.grids import rfft_frequencies_2d
+from dynamight_core.geometry.fourier import rfft_frequencies_2d
 
 
 def relion_wavelength_a(voltage_kv: torch.Tensor) -> torch.Tensor:
@@ -119,13 +118,3 @@ def compute_ctf(params: CtfParameters, box_px: int, pixel_size_a: float) -> torc
     bfactor = params.bfactor_a2.float()[:, None, None]
     envelope = torch.exp(-bfactor * k2_a / 4.0)
     return ctf * envelope * params.scale.float()[:, None, None]
-
-
-def nyquist_a(pixel_size_a: float) -> float:
-    """Nyquist resolution in Å."""
-    return 2.0 * pixel_size_a
-
-
-def resolution_a(shell: float, box_px: int, pixel_size_a: float) -> float:
-    """Resolution (Å) of a Fourier shell index; ``inf`` at the origin."""
-    return math.inf if shell <= 0 else box_px * pixel_size_a / shell

@@ -25,19 +25,9 @@ import math
 
 import torch
 
-from dynamight_core.geometry.grids import rfft_frequencies_2d, rfft_frequencies_3d
+from dynamight_core.geometry.fourier import rfft_frequencies_2d, rfft_frequencies_3d
 from dynamight_core.geometry.rotations import project_points
 from dynamight_core.physics.spread import bspline_transform, spread_bspline
-
-
-def mass_from_peak(peak: torch.Tensor, sigma_px: torch.Tensor) -> torch.Tensor:
-    """Mass (voxel units) of a 3D Gaussian with peak density ``peak`` and width ``sigma_px``."""
-    return peak * (2.0 * math.pi) ** 1.5 * sigma_px**3
-
-
-def peak_from_mass(mass: torch.Tensor, sigma_px: torch.Tensor) -> torch.Tensor:
-    """Peak density of a 3D Gaussian of mass ``mass`` and width ``sigma_px`` (voxels)."""
-    return mass / ((2.0 * math.pi) ** 1.5 * sigma_px**3)
 
 
 def _band_rows(box_px: int, grid_px: int, device: torch.device) -> torch.Tensor:

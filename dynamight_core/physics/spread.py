@@ -10,6 +10,8 @@ the scatter and keeps memory to one gather per pass.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 TAPS = 4
@@ -123,8 +125,8 @@ def _tap_gradients(
 
 class _SpreadFunction(torch.autograd.Function):
     @staticmethod
-    def forward(  # type: ignore[override]
-        ctx: torch.autograd.function.FunctionCtx,
+    def forward(
+        ctx: Any,
         coords: torch.Tensor,
         weights: torch.Tensor,
         size: int,
@@ -154,8 +156,8 @@ class _SpreadFunction(torch.autograd.Function):
         return _fold_padding(grid, dims, size)
 
     @staticmethod
-    def backward(  # type: ignore[override]
-        ctx: torch.autograd.function.FunctionCtx, grad_grid: torch.Tensor
+    def backward(
+        ctx: Any, grad_grid: torch.Tensor
     ) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:
         flat, powers, taps, weights = ctx.saved_tensors
         batch, n_points, dims = powers.shape[:3]

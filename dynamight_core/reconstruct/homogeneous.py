@@ -23,13 +23,14 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from dynamight_core.config import default_of
+from dynamight_core.data.batches import BatchReader
 from dynamight_core.geometry.masks import spherical_mask
 from dynamight_core.io.checkpoint import Checkpointer
 from dynamight_core.io.stacks import ImageSource
 from dynamight_core.io.star import ParticleSet
 from dynamight_core.logs import progress
 from dynamight_core.metrics.fsc import FscCurve, fsc
-from dynamight_core.physics.ctf import compute_ctf
 from dynamight_core.reconstruct.insertion import (
     FourierAccumulator,
     centred_transform,
@@ -119,19 +120,12 @@ def _batches(indices: np.ndarray, batch_size: int) -> list[np.ndarray]:
     return [indices[i : i + batch_size] for i in range(0, len(indices), batch_size)]
 
 
-def _insert_batch(
-    accumulator: FourierAccumulator,
-    particle_set: ParticleSet,
-    source: ImageSource,
-    batch: np.ndarray,
-    device: torch.device,
-) -> None:
-    pixel = particle_set.pixel_size_a
-    images = torch.from_numpy(source.read(batch)).to(device)
-    shifts_px = particle_set.shifts_a(batch, device) / pixel
-    slices = centred_transform(images, shifts_px)
-    ctf = compute_ctf(particle_set.ctf_parameters(batch, device), accumulator.box_px, pixel)
-    accumulator.insert(slices, ctf, particle_set.rotations(batch, device))
+def _insert_batch(accumulator: FourierAccumulator, reader: BatchReader, rows: np.ndarray) -> None:
+    """Read the particles ``rows`` and insert their centred, CTF-weighted slices."""
+    batch = reader.read(rows)
+    shifts_px = batch.shifts_a / reader.particle_set.pixel_size_a
+    slices = centred_transform(batch.images_ft, shifts_px)
+    accumulator.insert(slices, batch.ctf, batch.rotations)
 
 
 def accumulate_tasks(
@@ -150,6 +144,7 @@ def accumulate_tasks(
     and the running one continues from its last saved batch, so the sums are the same
     as those of an uninterrupted run.
     """
+    reader = BatchReader(particle_set, source, device)
     accumulators: list[FourierAccumulator] = []
     running = checkpointer.load("running") if checkpointer else None
     for number, indices in enumerate(tasks):
@@ -176,7 +171,7 @@ def accumulate_tasks(
         for step in progress(
             steps, len(steps), f"backprojecting task {number + 1}/{len(tasks)}", logger
         ):
-            _insert_batch(accumulator, particle_set, source, batches[step], device)
+            _insert_batch(accumulator, reader, batches[step])
             if checkpointer and checkpointer.due(step + 1) and step + 1 < len(batches):
                 checkpointer.save(
                     "running", {"task": number, "batch": step + 1, **accumulator.state()}
@@ -208,10 +203,10 @@ def reconstruct_half_maps(
     particle_set: ParticleSet,
     source: ImageSource,
     halves: np.ndarray,
-    pad: int = 2,
-    batch_size: int = 64,
+    pad: int = default_of("reconstruct", "pad"),
+    batch_size: int = default_of("reconstruct", "batch_size"),
     device: torch.device | None = None,
-    tau2_fudge: float = 1.0,
+    tau2_fudge: float = default_of("reconstruct", "tau2_fudge"),
     checkpointer: Checkpointer | None = None,
 ) -> HalfMapResult:
     """Reconstruct two independent half maps and the full map.
@@ -241,25 +236,25 @@ def reconstruct_half_maps(
         indices = np.flatnonzero(halves == half)
         tasks.extend([indices[0::2], indices[1::2]])  # two quarters of each half
     quarters = accumulate_tasks(particle_set, source, tasks, pad, batch_size, device, checkpointer)
-    maps, regularisers, sums = [], [], []
+    masked, regularisers, sums = [], [], []
     for half in (0, 1):
         quarter_a, quarter_b = quarters[2 * half], quarters[2 * half + 1]
         regulariser = regulariser_from_quarters(
             quarter_a, quarter_b, particle_set.pixel_size_a, tau2_fudge
         )
         total = quarter_a.merged(quarter_b)
-        maps.append(masked_map(total, regulariser.to(device)))
+        masked.append(masked_map(total, regulariser.to(device)))
         regularisers.append(regulariser)
         sums.append(total)
     full_regulariser = 0.5 * (regularisers[0] + regularisers[1])
     full, radius_full = masked_map(sums[0].merged(sums[1]), full_regulariser.to(device))
     logger.info(
         "solvent masks (radius to the soft edge): half 1 %.1f px, half 2 %.1f px, full %.1f px",
-        maps[0][1],
-        maps[1][1],
+        masked[0][1],
+        masked[1][1],
         radius_full,
     )
-    maps = [maps[0][0], maps[1][0]]
+    maps = [masked[0][0], masked[1][0]]
     curve = fsc(maps[0], maps[1], particle_set.pixel_size_a)
     logger.info(
         "half-map FSC: %.2f Å at 0.143, %.2f Å at 0.5",

@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import torch
 
-from dynamight_core.geometry.grids import (
+from dynamight_core.geometry.fourier import (
+    centre_phase_2d,
     centre_phase_3d,
-    radial_shell_index_3d,
-    rfft_frequencies_2d,
+    shell_index_3d,
+    shift_phase_2d,
 )
 
 # image samples are inserted to radius D/2 + SLICE_MARGIN_PX (px of the D grid), and the map
@@ -37,20 +38,14 @@ SLICE_MARGIN_PX = 0.5
 MAP_MARGIN_PX = 0.5
 
 
-def _centre_phase_2d(size: int, device: torch.device) -> torch.Tensor:
-    """`(G, G//2+1)` checkerboard ``(-1)^(iy+ix)``."""
-    idx_y = torch.arange(size, device=device)
-    idx_x = torch.arange(size // 2 + 1, device=device)
-    return 1.0 - 2.0 * ((idx_y[:, None] + idx_x[None, :]) % 2).float()
-
-
-def centred_transform(images: torch.Tensor, shifts_px: torch.Tensor) -> torch.Tensor:
-    """Centred rfft of images at their own size, with each particle moved to the box centre.
+def centred_transform(images_ft: torch.Tensor, shifts_px: torch.Tensor) -> torch.Tensor:
+    """Centred image transforms at their own size, with each particle moved to the box centre.
 
     Parameters
     ----------
-    images
-        `(B, D, D)` real images, box centre at ``D//2`` (D even).
+    images_ft
+        `(B, D, D//2+1)` complex ``torch.fft.rfft2`` of the images (box centre at ``D//2``,
+        D even), as :meth:`~dynamight_core.data.batches.BatchReader.read` gives them.
     shifts_px
         `(B, 2)` (x, y) position of each particle centre relative to the box centre (px).
 
@@ -60,11 +55,9 @@ def centred_transform(images: torch.Tensor, shifts_px: torch.Tensor) -> torch.Te
         `(B, D, D//2+1)` complex transform with phases relative to the box centre, on the
         grid of :func:`~dynamight_core.physics.ctf.compute_ctf` for the same box.
     """
-    box = images.shape[-1]
-    spectrum = torch.fft.rfft2(images) * _centre_phase_2d(box, images.device)
-    ky, kx = rfft_frequencies_2d(box, device=images.device, dtype=images.dtype)
-    phase = 2.0 * torch.pi * (kx * shifts_px[:, 0, None, None] + ky * shifts_px[:, 1, None, None])
-    return spectrum * torch.polar(torch.ones_like(phase), phase)
+    box = images_ft.shape[-2]
+    spectrum = images_ft * centre_phase_2d(box, images_ft.device)
+    return spectrum * shift_phase_2d(box, shifts_px)
 
 
 def scale_shells(volume: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
@@ -79,7 +72,7 @@ def scale_shells(volume: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
         Nyquist use the last one.
     """
     box = volume.shape[-1]
-    shells = radial_shell_index_3d(box, volume.device).clamp_(max=box // 2)
+    shells = shell_index_3d(box, volume.device).clamp_(max=box // 2)
     spectrum = torch.fft.rfftn(volume) * gain.to(volume)[shells]
     return torch.fft.irfftn(spectrum, s=volume.shape)
 

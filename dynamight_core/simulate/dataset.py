@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
+from dynamight_core.config import default_of
 from dynamight_core.errors import InputError
 from dynamight_core.geometry.masks import circular_mask, mask_from_map
 from dynamight_core.geometry.rotations import euler_to_matrix, matrix_to_euler
@@ -42,26 +43,25 @@ AVERAGE_MAP_STATES = 21
 class SimulationConfig:
     """Parameters of a simulated dataset (units in the names)."""
 
-    n_particles: int = 2000
-    box_px: int = 64
-    pixel_size_a: float = 2.0
-    snr: float = 0.1
-    motion: str = "hinge"
-    max_angle_deg: float = 30.0
-    width_a: float = 3.2
-    max_origin_a: float = 4.0
-    defocus_min_um: float = 1.0
-    defocus_max_um: float = 2.5
-    astigmatism_max_a: float = 400.0
-    voltage_kv: float = 300.0
-    cs_mm: float = 2.7
-    amplitude_contrast: float = 0.1
-    n_truth_maps: int = 5
-    seed: int = 0
-    atomic_model: str | None = None
-    moving_selection: str | None = None
-    second_model: str | None = None
-    extra: dict[str, str] = field(default_factory=dict)
+    n_particles: int = default_of("simulate", "n_particles")
+    box_px: int = default_of("simulate", "box_px")
+    pixel_size_a: float = default_of("simulate", "pixel_size_a")
+    snr: float = default_of("simulate", "snr")
+    motion: str = default_of("simulate", "motion")
+    max_angle_deg: float = default_of("simulate", "max_angle_deg")
+    width_a: float = default_of("simulate", "width_a")
+    max_origin_a: float = default_of("simulate", "max_origin_a")
+    defocus_min_um: float = default_of("simulate", "defocus_min_um")
+    defocus_max_um: float = default_of("simulate", "defocus_max_um")
+    astigmatism_max_a: float = default_of("simulate", "astigmatism_max_a")
+    voltage_kv: float = default_of("simulate", "voltage_kv")
+    cs_mm: float = default_of("simulate", "cs_mm")
+    amplitude_contrast: float = default_of("simulate", "amplitude_contrast")
+    n_truth_maps: int = default_of("simulate", "n_truth_maps")
+    seed: int = default_of("simulate", "seed")
+    atomic_model: str | None = default_of("simulate", "atomic_model")
+    moving_selection: str | None = default_of("simulate", "moving_selection")
+    second_model: str | None = default_of("simulate", "second_model")
 
     def __post_init__(self) -> None:
         checks = [

@@ -1,49 +1,40 @@
-"""Arguments shared by several stages."""
+"""Steps that several stages' ``run`` share: device, half sets, model checks, checkpoints.
+
+Imported inside ``run`` (it imports torch); the options live in :mod:`.options`.
+"""
 
 from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from dynamight_core.data.halves import read_split
 from dynamight_core.device import configure_threads, select_device
 from dynamight_core.errors import InputError
+from dynamight_core.io.checkpoint import Checkpointer
+from dynamight_core.io.files import sha256_file
 from dynamight_core.io.stacks import validate_stacks
 from dynamight_core.io.star import ParticleSet, read_particles
 from dynamight_core.models.gaussians import GaussianModel
-from dynamight_core.reconstruct.halves import read_split
-
-
-def add_compute_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--device`` and ``--threads``."""
-    parser.add_argument(
-        "--device", default="auto", help="'auto' (CUDA when a GPU is visible), 'cpu' or 'cuda'"
-    )
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=None,
-        help="CPU threads (default: SLURM_CPUS_PER_TASK, else torch's default)",
-    )
-
-
-def add_particle_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--star`` and ``--project-root``."""
-    parser.add_argument("--star", required=True, help="RELION particle STAR file")
-    parser.add_argument(
-        "--project-root",
-        default=None,
-        help="RELION project directory for relative rlnImageName paths",
-    )
 
 
 def compute_device(args: argparse.Namespace) -> torch.device:
     """Configure threads and pick the device from parsed arguments."""
     configure_threads(args.threads)
     return select_device(args.device)
+
+
+def read_checked_particles(args: argparse.Namespace) -> ParticleSet:
+    """The particles of ``args.star``, every stack they name checked."""
+    particles = read_particles(args.star, args.project_root)
+    validate_stacks(particles)
+    return particles
 
 
 def read_half_set(
@@ -53,8 +44,7 @@ def read_half_set(
 
     Fails before any compute when the half set holds out no validation particles.
     """
-    particles = read_particles(args.star, args.project_root)
-    validate_stacks(particles)
+    particles = read_checked_particles(args)
     train, validation = read_split(args.halves, particles, args.half)
     if validation.size == 0:
         raise InputError(
@@ -65,6 +55,26 @@ def read_half_set(
             "Re-run split-halves with a validation fraction above 0.",
         )
     return particles, train, validation
+
+
+def stage_checkpointer(
+    args: argparse.Namespace,
+    stage: str,
+    settings: Mapping[str, Any],
+    inputs: Mapping[str, str | Path | None],
+    every: int = 1,
+) -> Checkpointer | None:
+    """The stage's checkpointer when ``--checkpoint-dir`` is given, else ``None``.
+
+    A checkpoint resumes only with the same ``settings`` and the same content of every
+    file in ``inputs`` (name -> path, ``None`` for an input not given).
+    """
+    if not args.checkpoint_dir:
+        return None
+    hashes = {
+        f"{name}_sha256": sha256_file(path) if path else None for name, path in inputs.items()
+    }
+    return Checkpointer(args.checkpoint_dir, stage, {**settings, **hashes}, every)
 
 
 PIXEL_SIZE_RTOL = 1e-4

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
+from dynamight_core.config_cli import add_file_argument, add_run_argument
 
-from dynamight_core.io.files import atomic_path, write_json_atomic
-from dynamight_core.io.mrc import check_volume_matches, read_volume
-from dynamight_core.metrics.fsc import FscCurve, expected_correlation_with_truth, fsc, masked_fsc
-from dynamight_core.metrics.plots import plot_fsc
+if TYPE_CHECKING:
+    from dynamight_core.metrics.fsc import FscCurve
 
 logger = logging.getLogger(__name__)
 
@@ -20,15 +18,22 @@ HELP = "FSC between half maps (optionally masked, and against a reference map)"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of the FSC stage."""
-    parser.add_argument("--half1", required=True)
-    parser.add_argument("--half2", required=True)
-    parser.add_argument("--mask", default=None, help="soft mask for the masked FSC")
-    parser.add_argument("--full", default=None, help="full map, compared with --reference")
-    parser.add_argument("--reference", default=None, help="reference (e.g. ground-truth) map")
-    parser.add_argument("--label", default="consensus", help="name used in titles and tables")
-    parser.add_argument("--out-tsv", required=True)
-    parser.add_argument("--out-json", required=True)
-    parser.add_argument("--out-png", required=True)
+    add_file_argument(parser, "--half1", "half map 1 (MRC)")
+    add_file_argument(parser, "--half2", "half map 2 (MRC)")
+    add_file_argument(
+        parser, "--mask", "soft mask for the masked FSC [config: inputs.mask]", default=None
+    )
+    add_file_argument(parser, "--full", "full map, compared with --reference", default=None)
+    add_file_argument(
+        parser,
+        "--reference",
+        "reference (e.g. ground-truth) map [config: inputs.reference_map]",
+        default=None,
+    )
+    add_run_argument(parser, "--label", "name used in titles and tables", default="consensus")
+    add_file_argument(parser, "--out-tsv", "FSC curves, one row per shell (TSV)")
+    add_file_argument(parser, "--out-json", "resolutions (JSON)")
+    add_file_argument(parser, "--out-png", "FSC plot (PNG)")
 
 
 def _summary(curve: FscCurve) -> dict[str, float]:
@@ -40,6 +45,14 @@ def _summary(curve: FscCurve) -> dict[str, float]:
 
 def run(args: argparse.Namespace) -> None:
     """Compute the curves and write the table, the summary and the plot."""
+    import numpy as np
+    import pandas as pd
+
+    from dynamight_core.io.files import atomic_path, write_json_atomic
+    from dynamight_core.io.mrc import check_volume_matches, read_volume
+    from dynamight_core.metrics.fsc import expected_correlation_with_truth, fsc, masked_fsc
+    from dynamight_core.metrics.plots import plot_fsc
+
     half1, half2 = read_volume(args.half1), read_volume(args.half2)
     pixel, box = half1.voxel_size_a, half1.box_px
     check_volume_matches(half2, box, pixel, "half map 2")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from dynamight_core._version import __version__
+from dynamight_core.config_cli import add_file_argument, add_run_argument
 from dynamight_core.io.files import sha256_file, write_json_atomic
 
 HELP = "write the provenance record of a workflow run"
@@ -38,13 +39,20 @@ PACKAGES = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of the provenance stage."""
-    parser.add_argument("--config-json", required=True, help="the resolved configuration")
-    parser.add_argument("--star", default=None, help="particle STAR file (its stacks are hashed)")
-    parser.add_argument("--project-root", default=None)
-    parser.add_argument("--inputs", nargs="*", default=[], help="other input files to hash")
-    parser.add_argument("--records", nargs="*", default=[], help="run records of the stages")
-    parser.add_argument("--code-dir", default=".", help="folder of the workflow's git checkout")
-    parser.add_argument("--out", required=True)
+    add_run_argument(parser, "--config-json", "the resolved configuration (JSON)", required=True)
+    add_file_argument(
+        parser, "--star", "particle STAR file (it and its stacks are hashed)", default=None
+    )
+    add_file_argument(
+        parser,
+        "--project-root",
+        "RELION project folder for relative rlnImageName paths [config: inputs.project_root]",
+        default=None,
+    )
+    add_file_argument(parser, "--inputs", "other input files to hash", nargs="*", default=[])
+    add_file_argument(parser, "--records", "run records of the stages", nargs="*", default=[])
+    add_file_argument(parser, "--code-dir", "folder of the workflow's git checkout", default=".")
+    add_file_argument(parser, "--out", "the provenance record (JSON)")
 
 
 def _versions() -> dict[str, str | None]:

@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import fields
-from pathlib import Path
 
-import torch
-
-from dynamight_core.simulate.dataset import SimulationConfig, simulate_dataset
+from dynamight_core.config_cli import add_file_argument, add_section_arguments
 
 HELP = (
     "simulate particles of a two-domain phantom or an atomic model with a known motion, "
@@ -17,16 +13,9 @@ HELP = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add one option per :class:`SimulationConfig` field."""
-    parser.add_argument("--out", required=True, help="output directory")
-    for item in fields(SimulationConfig):
-        if item.name == "extra":
-            continue
-        flag = "--" + item.name.replace("_", "-")
-        kind = {"int": int, "float": float}.get(str(item.type), str)
-        parser.add_argument(
-            flag, type=kind, default=item.default, help=f"{item.name} ({item.type})"
-        )
+    """The output folder and one option per setting of config section ``simulate``."""
+    add_file_argument(parser, "--out", "output folder [config: simulate.out_dir]")
+    add_section_arguments(parser, "simulate", skip=("out_dir",))
 
 
 def run(args: argparse.Namespace) -> None:
@@ -35,6 +24,12 @@ def run(args: argparse.Namespace) -> None:
     One thread: with two, a few images (1 in 4,000 on the demo) came out 1 ulp different
     from run to run, and the dataset is the ground truth every later stage is judged by.
     """
+    from pathlib import Path
+
+    import torch
+
+    from dynamight_core.config_cli import settings_from_args
+    from dynamight_core.simulate.dataset import SimulationConfig, simulate_dataset
+
     torch.set_num_threads(1)
-    values = {f.name: getattr(args, f.name) for f in fields(SimulationConfig) if f.name != "extra"}
-    simulate_dataset(SimulationConfig(**values), Path(args.out))
+    simulate_dataset(settings_from_args(SimulationConfig, args), Path(args.out))

@@ -1,9 +1,10 @@
-"""Pieces shared by the resumable training loops: the consensus fit, the warm-up, the VAE.
+"""What every resumable training loop shares: the consensus fit, the warm-up, the VAE.
 
-* :func:`loop_state` / :func:`restore_loop_state`: what a checkpoint of a loop holds
-  besides the loop's own counters -- the model, the optimizer (and scheduler) and the
-  state of every random number generator -- so that a resumed loop repeats the
-  uninterrupted computation bit for bit.
+* :class:`ResumableLoop`: a loop's checkpoint. It saves the model, the optimizer (and
+  scheduler), the state of every random number generator and the loop's own values
+  (counters, histories), and puts them all back on restart, so that a resumed loop repeats
+  the uninterrupted computation bit for bit.
+* :func:`order_seed`: the one way a loop's seed and its epoch make the particle order.
 * :class:`DivergenceGuard`: stops a loop with
   :class:`~dynamight_core.errors.TrainingDivergedError` as soon as a loss or a parameter
   is NaN or infinite, before anything is saved or written.
@@ -11,7 +12,9 @@
 
 from __future__ import annotations
 
+import logging
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +22,14 @@ import torch
 
 from dynamight_core.device import rng_state, set_rng_state
 from dynamight_core.errors import TrainingDivergedError
+from dynamight_core.io.checkpoint import Checkpointer
+
+logger = logging.getLogger(__name__)
+
+
+def order_seed(seed: int, epoch: int) -> int:
+    """Seed of the particle order of ``epoch`` (0-based) in a loop seeded with ``seed``."""
+    return seed * 100003 + epoch
 
 
 def loop_state(
@@ -47,6 +58,57 @@ def restore_loop_state(
     if scheduler is not None:
         scheduler.load_state_dict(saved["scheduler"])
     set_rng_state(saved["rng"])
+
+
+class ResumableLoop:
+    """The checkpoint of one training loop.
+
+    Parameters
+    ----------
+    checkpointer
+        Where the loop's state goes (``None``: nothing is saved or resumed).
+    name
+        File name of the state in the checkpoint folder.
+    model, optimizer, scheduler
+        What the loop trains; restored in place by :meth:`resume`.
+    """
+
+    def __init__(
+        self,
+        checkpointer: Checkpointer | None,
+        name: str,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    ) -> None:
+        self.checkpointer = checkpointer
+        self.name = name
+        self.model = model
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+
+    def resume(self) -> dict[str, Any] | None:
+        """The loop's own saved values, after restoring model, optimizer and RNG states.
+
+        ``None`` when there is nothing to resume (no checkpointer, no or another run's
+        checkpoint).
+        """
+        saved = self.checkpointer.load(self.name) if self.checkpointer else None
+        if saved is None:
+            return None
+        restore_loop_state(saved, self.model, self.optimizer, self.scheduler)
+        return dict(saved["loop"])
+
+    def due(self, step: int) -> bool:
+        """Whether step ``step`` (1-based) ends with a save."""
+        return self.checkpointer is not None and self.checkpointer.due(step)
+
+    def save(self, values: Mapping[str, Any]) -> None:
+        """Save the states and the loop's ``values`` (tensors and plain Python values)."""
+        if self.checkpointer is None:
+            return
+        state = loop_state(self.model, self.optimizer, self.scheduler)
+        self.checkpointer.save(self.name, {**state, "loop": dict(values)})
 
 
 @dataclass(frozen=True)

@@ -20,11 +20,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from dynamight_core.geometry.grids import radial_shell_index_3d, rfft_hermitian_weights_3d
+from dynamight_core.config import default_of
+from dynamight_core.geometry.fourier import hermitian_weights_3d, shell_index_3d
 from dynamight_core.geometry.masks import mask_from_map
 from dynamight_core.io.checkpoint import Checkpointer
 from dynamight_core.models.gaussians import GaussianModel
-from dynamight_core.training.epochs import DivergenceGuard, loop_state, restore_loop_state
+from dynamight_core.training.epochs import DivergenceGuard, ResumableLoop
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ class FitSettings:
         Log the loss every N steps.
     """
 
-    iterations: int = 800
+    iterations: int = default_of("gaussians", "iterations")
     position_step_px: float = 0.1
     log_step: float = 0.03
     oversampling: int = 1
@@ -79,8 +80,8 @@ def inverse_shell_power(weighted_target: torch.Tensor) -> torch.Tensor:
     Normalised so that a residual equal to the target in every shell scores 1.
     """
     box = weighted_target.shape[0]
-    shells = radial_shell_index_3d(box, weighted_target.device).clamp_(max=box // 2 + 1)
-    multiplicity = rfft_hermitian_weights_3d(box, weighted_target.device)
+    shells = shell_index_3d(box, weighted_target.device).clamp_(max=box // 2 + 1)
+    multiplicity = hermitian_weights_3d(box, weighted_target.device)
     power = torch.fft.rfftn(weighted_target.double()).abs() ** 2 * multiplicity
     per_shell = torch.bincount(shells.flatten(), weights=power.flatten(), minlength=box // 2 + 2)
     inverse = (1.0 / per_shell.clamp(min=float(per_shell.max()) * 1e-10))[shells] * multiplicity
@@ -96,7 +97,7 @@ def solve_scale(
     render = model.volume(oversampling=oversampling)
     scale = float((weight * render * target).sum() / (weight * render * render).sum())
     if scale > 0:
-        model.log_masses += np.log(scale)
+        model.log_masses.add_(float(np.log(scale)))
     return scale
 
 
@@ -127,9 +128,6 @@ def fit_model_to_map(
     list of float
         The relative loss at every step.
     """
-    state = checkpointer.load("fit") if checkpointer else None
-    if state is None:
-        solve_scale(model, target, weight, settings.oversampling)
     norm = float((weight * target * target).sum())
     shell_weights = inverse_shell_power(weight * target)
     groups = [
@@ -142,11 +140,14 @@ def fit_model_to_map(
     optimizer = torch.optim.Adam(groups)
     decay = 0.1 ** (1.0 / max(settings.iterations, 1))
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=decay)
+    loop = ResumableLoop(checkpointer, "fit", model, optimizer, scheduler)
+    saved = loop.resume()
     losses: list[float] = []
     first = 0
-    if state is not None:
-        restore_loop_state(state, model, optimizer, scheduler)
-        losses, first = list(state["losses"]), int(state["step"])
+    if saved is None:
+        solve_scale(model, target, weight, settings.oversampling)
+    else:
+        losses, first = list(saved["losses"]), int(saved["step"])
         logger.info("resuming from checkpoint: step %d of %d", first + 1, settings.iterations)
     for step in range(first, settings.iterations):
         optimizer.zero_grad(set_to_none=True)
@@ -159,16 +160,9 @@ def fit_model_to_map(
         loss.backward()
         optimizer.step()
         scheduler.step()
-        if checkpointer and checkpointer.due(step + 1) and step + 1 < settings.iterations:
+        if loop.due(step + 1) and step + 1 < settings.iterations:
             GUARD.parameters(model, f"step {step + 1}")
-            checkpointer.save(
-                "fit",
-                {
-                    **loop_state(model, optimizer, scheduler),
-                    "losses": losses,
-                    "step": step + 1,
-                },
-            )
+            loop.save({"losses": losses, "step": step + 1})
         if step % settings.log_every == 0 or step == settings.iterations - 1:
             logger.info(
                 "fit step %d/%d: relative residual %.4f", step + 1, settings.iterations, losses[-1]

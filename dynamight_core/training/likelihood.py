@@ -15,7 +15,8 @@ import logging
 import numpy as np
 import torch
 
-from dynamight_core.data.batches import BatchReader, hermitian_weights_2d, shell_index_2d
+from dynamight_core.data.batches import BatchReader
+from dynamight_core.geometry.fourier import hermitian_weights_2d, shell_index_2d
 from dynamight_core.models.gaussians import GaussianModel
 
 logger = logging.getLogger(__name__)
@@ -78,7 +79,7 @@ def solve_image_scale(
         denominator += float(((predicted.real**2 + predicted.imag**2) * weights).sum())
     scale = numerator / denominator if denominator > 0 else 1.0
     if scale > 0:
-        model.log_masses += float(np.log(scale))
+        model.log_masses.add_(float(np.log(scale)))
     return scale
 
 

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from dynamight_core.errors import InputError
+from dynamight_core.io.atomic_model import read_atomic_model
+from dynamight_core.models.gaussians import GaussianModel
 
 logger = logging.getLogger(__name__)
 
@@ -236,6 +239,27 @@ def bonds_from_atomic_model(
         len(edges),
     )
     return torch.as_tensor(bonds, dtype=torch.int64, device=positions.device)
+
+
+def bonds_from_file(path: str | Path, consensus: GaussianModel) -> torch.Tensor:
+    """`(E, 2)` bond graph from the atomic model ``path`` (map frame: Å from the corner).
+
+    Warns that the model biases the motions: the paper's control experiments show that
+    regularising with a model's bonds pulls motions (and the map) towards it, even a
+    wrong one.
+    """
+    atoms = read_atomic_model(path)
+    logger.warning(
+        "regularising with bonds from the atomic model %s: the paper's control experiments "
+        "show that this biases the motions (and the map) towards the model, even a wrong one; "
+        "compare with a run without it",
+        path,
+    )
+    pixel_a = consensus.box_a / consensus.box_px
+    centred_a = atoms.positions_a - (consensus.box_px // 2) * pixel_a
+    return bonds_from_atomic_model(
+        consensus.positions_a(), centred_a, atoms.chains, atoms.residue_numbers, str(path)
+    )
 
 
 def deformation_penalty(deformed_a: torch.Tensor, graph: NeighbourGraph) -> torch.Tensor:

@@ -26,15 +26,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from dynamight_core.config import default_of
 from dynamight_core.data.batches import BatchReader
 from dynamight_core.io.checkpoint import Checkpointer
 from dynamight_core.models.deformation import DeformationModel
-from dynamight_core.training.epochs import DivergenceGuard, loop_state, restore_loop_state
-from dynamight_core.training.likelihood import FourierLikelihood
+from dynamight_core.training.epochs import DivergenceGuard, ResumableLoop, order_seed
+from dynamight_core.training.half_set_vae import HalfSetVae, Refinement
 from dynamight_core.training.regularisation import NeighbourGraph, make_graph
 from dynamight_core.training.vae_steps import (
-    Refinement,
-    TrainingGrid,
     balanced_weight,
     batch_losses,
     encode,
@@ -53,22 +52,26 @@ GUARD = DivergenceGuard(
 
 @dataclass(frozen=True)
 class VaeSettings:
-    """Optimisation settings of the VAE (architecture settings live with the model)."""
+    """Optimisation settings of the VAE (config section ``vae``).
 
-    batch_size: int = 64
-    lr: float = 1e-3
-    lr_positions: float = 1e-4
-    lr_shape: float = 1e-3
-    kl_weight: float = 0.01
-    regularisation_factor: float = 0.1
-    consensus_update_every: int = 5
-    consensus_update_particles: int = 100
-    patience: int = 10
-    max_epochs: int = 150
-    refine_steps: int = 10
-    refine_lr: float = 0.1
-    track_steps: int = 3
-    seed: int = 0
+    The architecture settings are :class:`~dynamight_core.models.deformation.VaeArchitecture`.
+    """
+
+    max_resolution_a: float | None = default_of("vae", "max_resolution_a")
+    batch_size: int = default_of("vae", "batch_size")
+    lr: float = default_of("vae", "lr")
+    lr_positions: float = default_of("vae", "lr_positions")
+    lr_shape: float = default_of("vae", "lr_shape")
+    kl_weight: float = default_of("vae", "kl_weight")
+    regularisation_factor: float = default_of("vae", "regularisation_factor")
+    consensus_update_every: int = default_of("vae", "consensus_update_every")
+    consensus_update_particles: int = default_of("vae", "consensus_update_particles")
+    patience: int = default_of("vae", "patience")
+    max_epochs: int = default_of("vae", "max_epochs")
+    refine_steps: int = default_of("vae", "refine_steps")
+    refine_lr: float = default_of("vae", "refine_lr")
+    track_steps: int = default_of("vae", "track_steps")
+    seed: int = default_of("vae", "seed")
 
     def refinement(self) -> Refinement:
         """Latent refinement settings (the prior weight is the KL weight)."""
@@ -113,19 +116,16 @@ def make_optimizer(model: DeformationModel, settings: VaeSettings) -> torch.opti
 
 @torch.no_grad()
 def update_consensus(
-    model: DeformationModel,
-    reader: BatchReader,
-    train: np.ndarray,
-    grid: TrainingGrid,
-    settings: VaeSettings,
+    vae: HalfSetVae, reader: BatchReader, train: np.ndarray, settings: VaeSettings
 ) -> float:
     """Move the consensus to the mean deformed positions of the least-deformed particles.
 
     Returns the RMS shift of the Gaussians (Å).
     """
+    model = vae.model
     scores, means = [], []
     for batch in reader.batches(train, settings.batch_size):
-        mu, _ = encode(model, batch, grid)
+        mu, _ = encode(model, batch, vae.grid)
         scores.append(model.displacements_a(mu).norm(dim=-1).pow(2).mean(dim=1).sqrt())
         means.append(mu)
     order = torch.cat(scores).argsort()[: settings.consensus_update_particles]
@@ -139,23 +139,21 @@ def update_consensus(
 
 
 def train_epoch(
-    model: DeformationModel,
+    vae: HalfSetVae,
     optimizer: torch.optim.Optimizer,
     reader: BatchReader,
     train: np.ndarray,
-    grid: TrainingGrid,
-    likelihood: FourierLikelihood,
     graph: NeighbourGraph,
     settings: VaeSettings,
     state: TrainingState,
 ) -> dict[str, float]:
     """One pass over ``train``; returns the mean data, KL and deformation terms."""
     totals = {"data": 0.0, "kl": 0.0, "deformation": 0.0}
-    order_seed = settings.seed * 100003 + state.epoch
-    for number, batch in enumerate(reader.batches(train, settings.batch_size, order_seed)):
-        terms = batch_losses(model, batch, grid, likelihood, graph, settings.kl_weight)
+    order = order_seed(settings.seed, state.epoch)
+    for number, batch in enumerate(reader.batches(train, settings.batch_size, order)):
+        terms = batch_losses(vae.model, batch, vae.grid, vae.likelihood, graph, settings.kl_weight)
         if number == 0:
-            state.weight = balanced_weight(model, terms, settings.regularisation_factor)
+            state.weight = balanced_weight(vae.model, terms, settings.regularisation_factor)
         loss = terms.data + terms.kl + state.weight * terms.deformation
         GUARD.loss(loss, f"epoch {state.epoch + 1}, step {number + 1}")
         optimizer.zero_grad(set_to_none=True)
@@ -168,17 +166,9 @@ def train_epoch(
     return {key: value / len(train) for key, value in totals.items()}
 
 
-def _save(
-    checkpointer: Checkpointer,
-    model: DeformationModel,
-    optimizer: torch.optim.Optimizer,
-    state: TrainingState,
-    graph: NeighbourGraph,
-) -> None:
-    checkpointer.save(
-        "vae",
+def _save(loop: ResumableLoop, state: TrainingState, graph: NeighbourGraph) -> None:
+    loop.save(
         {
-            **loop_state(model, optimizer),
             "graph": graph.state(),
             "epoch": state.epoch,
             "best": state.best,
@@ -187,18 +177,17 @@ def _save(
             "stopped": state.stopped,
             "history": state.history,
             "validation_latents": state.validation_latents,
-        },
+        }
     )
 
 
-def _restore(
-    checkpointer: Checkpointer | None, model: DeformationModel, optimizer: torch.optim.Optimizer
+def _resume(
+    loop: ResumableLoop, device: torch.device
 ) -> tuple[TrainingState, NeighbourGraph | None]:
     """The saved state and graph (``TrainingState()`` and ``None`` when there is none)."""
-    saved = checkpointer.load("vae") if checkpointer else None
+    saved = loop.resume()
     if saved is None:
         return TrainingState(), None
-    restore_loop_state(saved, model, optimizer)
     state = TrainingState(
         int(saved["epoch"]),
         float(saved["best"]),
@@ -208,49 +197,40 @@ def _restore(
         list(saved["history"]),
         saved["validation_latents"],
     )
-    graph = NeighbourGraph.from_state(saved["graph"], model.consensus.positions.device)
+    graph = NeighbourGraph.from_state(saved["graph"], device)
     logger.info("resuming from checkpoint: epoch %d", state.epoch + 1)
     return state, graph
 
 
 def train_vae(
-    model: DeformationModel,
+    vae: HalfSetVae,
     reader: BatchReader,
     train: np.ndarray,
     validation: np.ndarray,
-    grid: TrainingGrid,
-    likelihood: FourierLikelihood,
     settings: VaeSettings,
     checkpointer: Checkpointer | None = None,
     bonds: torch.Tensor | None = None,
 ) -> TrainingState:
-    """Train ``model`` on ``train``; stop on ``validation`` (see the module docstring).
+    """Train ``vae.model`` on ``train``; stop on ``validation`` (see the module docstring).
 
     ``bonds`` `(E, 2)`: regularise with this bond graph instead of the smoothness graph.
     """
+    model = vae.model
     optimizer = make_optimizer(model, settings)
-    state, graph = _restore(checkpointer, model, optimizer)
+    loop = ResumableLoop(checkpointer, "vae", model, optimizer)
+    state, graph = _resume(loop, model.consensus.positions.device)
     if graph is None:
         graph = make_graph(model.consensus.positions_a(), bonds)
     while not state.stopped:
-        losses = train_epoch(
-            model, optimizer, reader, train, grid, likelihood, graph, settings, state
-        )
+        losses = train_epoch(vae, optimizer, reader, train, graph, settings, state)
         state.epoch += 1
         valid, state.validation_latents = validation_loss(
-            model,
-            reader,
-            validation,
-            grid,
-            likelihood,
-            settings.batch_size,
-            settings.refinement(),
-            state.validation_latents,
+            vae, reader, validation, state.validation_latents
         )
         GUARD.loss(valid, f"epoch {state.epoch}", "validation loss")
         moved = 0.0
         if settings.consensus_update_every and state.epoch % settings.consensus_update_every == 0:
-            moved = update_consensus(model, reader, train, grid, settings)
+            moved = update_consensus(vae, reader, train, settings)
             graph = make_graph(model.consensus.positions_a(), bonds)
         GUARD.parameters(model, f"the end of epoch {state.epoch}")
         if valid < state.best * (1.0 - IMPROVEMENT):
@@ -280,7 +260,6 @@ def train_vae(
             valid,
             f", consensus moved {moved:.2f} Å" if moved else "",
         )
-        if checkpointer:
-            _save(checkpointer, model, optimizer, state, graph)
+        _save(loop, state, graph)
     logger.info("stopped after %d epochs: %s", state.epoch, state.stopped)
     return state

@@ -1,4 +1,7 @@
-"""One half set's VAE: the loss of a batch, the balance of its terms, validation, latents."""
+"""One half set's VAE: the loss of a batch, the balance of its terms, validation, latents.
+
+Also what later stages read from a trained VAE: latent tables and displacements.
+"""
 
 from __future__ import annotations
 
@@ -6,38 +9,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import torch
 
 from dynamight_core.data.batches import BatchReader, ParticleBatch
+from dynamight_core.geometry.fourier import crop_fourier_2d
+from dynamight_core.io.star import ParticleSet
 from dynamight_core.models.deformation import DeformationModel
-from dynamight_core.models.encoder import crop_fourier, encoder_images
+from dynamight_core.models.encoder import encoder_images
 from dynamight_core.physics.render import render_projections
+from dynamight_core.training.half_set_vae import HalfSetVae, TrainingGrid
 from dynamight_core.training.likelihood import FourierLikelihood
 from dynamight_core.training.regularisation import NeighbourGraph, deformation_penalty
-
-
-@dataclass(frozen=True)
-class TrainingGrid:
-    """The Fourier-cropped grid the VAE is trained on.
-
-    Images are compared up to ``max_shell``, so they are rendered on a box of
-    ``box_px >= 2 max_shell`` with a proportionally larger pixel: inside that band the
-    transforms are identical to those of the full box, at a fraction of the cost.
-    """
-
-    box_px: int
-    pixel_size_a: float
-    max_shell: int
-    encoder_px: int
-
-    @classmethod
-    def choose(
-        cls, full_box_px: int, pixel_size_a: float, max_shell: int, encoder_px: int
-    ) -> TrainingGrid:
-        """The smallest even box holding shells up to ``max_shell`` (at most the full box)."""
-        box = min(full_box_px, 2 * max_shell + 2)
-        box += box % 2
-        return cls(box, pixel_size_a * full_box_px / box, max_shell, min(encoder_px, box))
 
 
 @dataclass
@@ -82,7 +65,7 @@ def predict(
         batch.shifts_a,
         grid.box_px,
         grid.pixel_size_a,
-        ctf=crop_fourier(batch.ctf, grid.box_px),
+        ctf=crop_fourier_2d(batch.ctf, grid.box_px),
     )
 
 
@@ -99,7 +82,7 @@ def batch_losses(
     z = mu + torch.randn_like(mu) * torch.exp(0.5 * log_var)
     deformed = model.deformed_positions_a(z)
     predicted = predict(model, batch, grid, deformed)
-    data = likelihood.per_image(predicted, crop_fourier(batch.images_ft, grid.box_px)).mean()
+    data = likelihood.per_image(predicted, crop_fourier_2d(batch.images_ft, grid.box_px)).mean()
     kl = kl_weight * kl_divergence(mu, log_var).mean() / likelihood.n_components
     return LossTerms(data, kl, deformation_penalty(deformed, graph))
 
@@ -114,7 +97,11 @@ def balanced_weight(model: DeformationModel, terms: LossTerms, factor: float) ->
 
     def norm(loss: torch.Tensor) -> float:
         grads = torch.autograd.grad(loss, parameters, retain_graph=True, allow_unused=True)
-        return float(torch.sqrt(sum((g**2).sum() for g in grads if g is not None)))
+        total = torch.zeros((), device=loss.device)
+        for grad in grads:
+            if grad is not None:
+                total = total + (grad**2).sum()
+        return float(torch.sqrt(total))
 
     data_norm = norm(terms.data)
     return factor * data_norm / max(norm(terms.deformation), 5e-4 * data_norm, 1e-30)
@@ -142,7 +129,7 @@ def refine_latents(
         return start.detach()
     z = start.detach().clone().requires_grad_(True)
     optimizer = torch.optim.Adam([z], lr=lr)
-    data = crop_fourier(batch.images_ft, grid.box_px)
+    data = crop_fourier_2d(batch.images_ft, grid.box_px)
     with torch.enable_grad():
         for _ in range(steps):
             optimizer.zero_grad(set_to_none=True)
@@ -153,47 +140,28 @@ def refine_latents(
     return z.detach()
 
 
-@dataclass(frozen=True)
-class Refinement:
-    """How latents are refined (see :func:`refine_latents`).
-
-    Attributes
-    ----------
-    steps
-        Steps from the encoder's estimate (first validation, export).
-    lr
-        Adam learning rate in latent units.
-    prior_weight
-        Weight of the N(0, 1) prior (the KL weight).
-    tracking_steps
-        Steps per epoch for validation particles, continuing from their previous latents
-        (the decoder changes little between epochs).
-    """
-
-    steps: int = 10
-    lr: float = 0.1
-    prior_weight: float = 1.0
-    tracking_steps: int = 3
-
-
 def _refine_batch(
-    model: DeformationModel,
+    vae: HalfSetVae,
     batch: ParticleBatch,
-    grid: TrainingGrid,
-    likelihood: FourierLikelihood,
     start: Callable[[torch.Tensor], torch.Tensor] | None,
     steps: int,
-    refinement: Refinement,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Refined latents, encoder means and encoder sigmas of one batch.
 
     ``start`` maps the `(B, L)` encoder means to the starting latents (default: the means).
     """
     with torch.no_grad():
-        mu, log_var = encode(model, batch, grid)
+        mu, log_var = encode(vae.model, batch, vae.grid)
     initial = mu if start is None else start(mu)
     z = refine_latents(
-        model, batch, grid, likelihood, initial, steps, refinement.lr, refinement.prior_weight
+        vae.model,
+        batch,
+        vae.grid,
+        vae.likelihood,
+        initial,
+        steps,
+        vae.refinement.lr,
+        vae.refinement.prior_weight,
     )
     return z, mu, torch.exp(0.5 * log_var)
 
@@ -217,13 +185,9 @@ def _known_or_encoded(
 
 
 def validation_loss(
-    model: DeformationModel,
+    vae: HalfSetVae,
     reader: BatchReader,
     indices: np.ndarray,
-    grid: TrainingGrid,
-    likelihood: FourierLikelihood,
-    batch_size: int,
-    refinement: Refinement,
     previous: torch.Tensor | None = None,
 ) -> tuple[float, torch.Tensor]:
     """Mean data term over ``indices`` at refined latents, and those latents `(P, L)`.
@@ -232,38 +196,97 @@ def validation_loss(
     from them for ``tracking_steps`` steps, else starts from the encoder for ``steps``.
     """
     total, kept, position = 0.0, [], 0
-    for batch in reader.batches(indices, batch_size):
+    refinement = vae.refinement
+    for batch in reader.batches(indices, vae.batch_size):
         size = len(batch.indices)
         start = None if previous is None else _continuing(previous[position : position + size])
         steps = refinement.steps if previous is None else refinement.tracking_steps
-        z, _, _ = _refine_batch(model, batch, grid, likelihood, start, steps, refinement)
+        z, _, _ = _refine_batch(vae, batch, start, steps)
         with torch.no_grad():
-            predicted = predict(model, batch, grid, model.deformed_positions_a(z))
-            cropped = crop_fourier(batch.images_ft, grid.box_px)
-            total += float(likelihood.per_image(predicted, cropped).sum())
+            predicted = predict(vae.model, batch, vae.grid, vae.model.deformed_positions_a(z))
+            cropped = crop_fourier_2d(batch.images_ft, vae.grid.box_px)
+            total += float(vae.likelihood.per_image(predicted, cropped).sum())
         kept.append(z.cpu())
         position += size
     return total / max(len(indices), 1), torch.cat(kept)
 
 
 def latents(
-    model: DeformationModel,
+    vae: HalfSetVae,
     reader: BatchReader,
     indices: np.ndarray,
-    grid: TrainingGrid,
-    likelihood: FourierLikelihood,
-    batch_size: int,
-    refinement: Refinement,
     known: dict[int, torch.Tensor] | None = None,
 ) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Yield (rows, refined latents, encoder means, encoder sigmas) batch by batch.
 
     Particles in ``known`` (row -> latent) continue from that latent, the others from the
-    encoder's estimate; all get ``refinement.steps`` steps.
+    encoder's estimate; all get ``vae.refinement.steps`` steps.
     """
-    for batch in reader.batches(indices, batch_size):
+    for batch in reader.batches(indices, vae.batch_size):
         start = _known_or_encoded(known, batch.indices) if known else None
-        z, mu, sigma = _refine_batch(
-            model, batch, grid, likelihood, start, refinement.steps, refinement
-        )
+        z, mu, sigma = _refine_batch(vae, batch, start, vae.refinement.steps)
         yield batch.indices, z.cpu(), mu.cpu(), sigma.cpu()
+
+
+NORMALISATION_PARTICLES = 512
+
+
+@torch.no_grad()
+def normalise_encoder(
+    model: DeformationModel, reader: BatchReader, rows: np.ndarray, grid: TrainingGrid
+) -> None:
+    """Standardise encoder inputs with the statistics of (up to 512 of) ``rows``' images."""
+    images = encoder_inputs(reader.read(rows[:NORMALISATION_PARTICLES]), grid)
+    inside = model.encoder.mask > 0.5
+    values = images[:, inside]
+    model.encoder.set_normalisation(float(values.mean()), float(values.std()))
+
+
+def latent_table(
+    vae: HalfSetVae,
+    reader: BatchReader,
+    particles: ParticleSet,
+    rows: tuple[np.ndarray, np.ndarray],
+    known: dict[int, torch.Tensor],
+) -> pd.DataFrame:
+    """Refined latent means (``mu_*``), encoder sigmas and means, keyed by STAR row.
+
+    ``rows`` are the half set's (training, validation) rows; ``known`` latents (row ->
+    `(L,)`) are where refinement of those particles continues from.
+    """
+    train, validation = rows
+    chunks: dict[str, list[np.ndarray]] = {"row": [], "mu": [], "encoder_mu": [], "sigma": []}
+    everything = np.sort(np.concatenate([train, validation]))
+    for batch_rows, refined, mu, sigma in latents(vae, reader, everything, known):
+        for key, values in zip(
+            chunks, (batch_rows, refined.numpy(), mu.numpy(), sigma.numpy()), strict=True
+        ):
+            chunks[key].append(values)
+    row = np.concatenate(chunks["row"])
+    table = pd.DataFrame(
+        {
+            "row": row,
+            "rlnImageName": np.array(particles.image_names())[row],
+            "validation": np.isin(row, validation).astype(int),
+        }
+    )
+    for name in ("mu", "sigma", "encoder_mu"):
+        values = np.concatenate(chunks[name])
+        for dim in range(values.shape[1]):
+            table[f"{name}_{dim}"] = values[:, dim]
+    return table
+
+
+def displacements_at(
+    vae: HalfSetVae, reader: BatchReader, rows: np.ndarray, points: torch.Tensor
+) -> np.ndarray:
+    """`(P, M, 3)` displacements (Å) at `(M, 3)` points (box units) of the particles ``rows``.
+
+    Each particle's latent is refined against its own image first (``vae.refinement``).
+    """
+    fields = []
+    for _, refined, _, _ in latents(vae, reader, rows):
+        with torch.no_grad():
+            field = vae.model.decoder(refined.to(points.device), points)
+            fields.append((field * vae.model.consensus.box_a).cpu().numpy())
+    return np.concatenate(fields)

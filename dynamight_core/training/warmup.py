@@ -19,10 +19,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from dynamight_core.data.batches import BatchReader, hermitian_weights_2d
+from dynamight_core.config import default_of
+from dynamight_core.data.batches import BatchReader
+from dynamight_core.geometry.fourier import hermitian_weights_2d
 from dynamight_core.io.checkpoint import Checkpointer
 from dynamight_core.models.gaussians import GaussianModel
-from dynamight_core.training.epochs import DivergenceGuard, loop_state, restore_loop_state
+from dynamight_core.training.epochs import DivergenceGuard, ResumableLoop, order_seed
 from dynamight_core.training.likelihood import (
     FourierLikelihood,
     estimate_noise_power,
@@ -61,13 +63,13 @@ class WarmupSettings:
         Seed of the particle order.
     """
 
-    epochs: int = 5
-    lr_positions: float = 1e-4
-    lr_shape: float = 1e-2
-    batch_size: int = 64
-    max_resolution_a: float | None = None
-    noise_particles: int = 1000
-    seed: int = 0
+    epochs: int = default_of("warmup", "epochs")
+    lr_positions: float = default_of("warmup", "lr_positions")
+    lr_shape: float = default_of("warmup", "lr_shape")
+    batch_size: int = default_of("warmup", "batch_size")
+    max_resolution_a: float | None = default_of("warmup", "max_resolution_a")
+    noise_particles: int = default_of("warmup", "noise_particles")
+    seed: int = default_of("warmup", "seed")
 
 
 @dataclass
@@ -141,28 +143,28 @@ def warm_up(
         Saves each epoch; a saved state with the same settings is resumed.
     """
     optimizer = _optimizer(model, settings)
-    state = checkpointer.load("warmup") if checkpointer else None
-    if state is None:
+    loop = ResumableLoop(checkpointer, "warmup", model, optimizer)
+    saved = loop.resume()
+    if saved is None:
         result = _prepare(model, reader, train, validation, settings)
         first_epoch = 0
     else:
-        restore_loop_state(state, model, optimizer)
         result = WarmupResult(
-            state["noise_power"],
-            int(state["max_shell"]),
-            float(state["scale"]),
-            float(state["validation_before"]),
-            list(state["history"]),
+            saved["noise_power"],
+            int(saved["max_shell"]),
+            float(saved["scale"]),
+            float(saved["validation_before"]),
+            list(saved["history"]),
         )
-        first_epoch = int(state["epoch"])
+        first_epoch = int(saved["epoch"])
         logger.info("resuming from checkpoint: epoch %d of %d", first_epoch + 1, settings.epochs)
     likelihood = FourierLikelihood(
         result.noise_power.to(reader.device), model.box_px, result.max_shell
     )
     for epoch in range(first_epoch, settings.epochs):
         total = 0.0
-        order_seed = settings.seed * 1000 + epoch
-        for step, batch in enumerate(reader.batches(train, settings.batch_size, order_seed)):
+        order = order_seed(settings.seed, epoch)
+        for step, batch in enumerate(reader.batches(train, settings.batch_size, order)):
             optimizer.zero_grad(set_to_none=True)
             predicted = model.projections(batch.rotations, batch.shifts_a, batch.ctf)
             loss = likelihood.per_image(predicted, batch.images_ft).mean()
@@ -187,17 +189,14 @@ def warm_up(
             total / len(train),
             validation_loss,
         )
-        if checkpointer:
-            checkpointer.save(
-                "warmup",
-                {
-                    **loop_state(model, optimizer),
-                    "epoch": epoch + 1,
-                    "noise_power": result.noise_power,
-                    "max_shell": result.max_shell,
-                    "scale": result.scale,
-                    "validation_before": result.validation_before,
-                    "history": result.history,
-                },
-            )
+        loop.save(
+            {
+                "epoch": epoch + 1,
+                "noise_power": result.noise_power,
+                "max_shell": result.max_shell,
+                "scale": result.scale,
+                "validation_before": result.validation_before,
+                "history": result.history,
+            }
+        )
     return result

@@ -16,6 +16,7 @@ from dynamight_core.config import (  # noqa: E402
     produced_by_workflow,
     validate,
 )
+from dynamight_core.config_cli import section_flags  # noqa: E402
 from dynamight_core.io.star_stacks import existing_stacks  # noqa: E402
 
 try:
@@ -48,13 +49,9 @@ def particle_stacks():
 STACKS = particle_stacks()
 
 
-def flags(section, skip=()):
-    """Command-line flags for every key of a config section (config -> params -> CLI)."""
-    return " ".join(
-        f"--{key.replace('_', '-')} {shlex.quote(str(value))}"
-        for key, value in section.items()
-        if key not in skip and value is not None
-    )
+def flags(section, only=None, skip=()):
+    """Flags that give a stage every setting of config ``section`` (nulls included)."""
+    return section_flags(CFG[section], section, only, skip)
 
 
 def optional_flag(name, value):

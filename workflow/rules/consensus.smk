@@ -22,7 +22,7 @@ rule reconstruct_consensus:
         **stage_resources("reconstruct_consensus", resumes=True),
     params:
         bad_input=bad_input_mark("reconstruct_consensus"),
-        settings=flags(CFG["reconstruct"]),
+        settings=flags("reconstruct"),
         project_root=optional_flag("project-root", INPUTS["project_root"]),
         checkpoint_dir=f"{CHECKPOINTS}/reconstruct_consensus",
         version=VERSION,

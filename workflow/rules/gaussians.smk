@@ -30,7 +30,7 @@ rule fit_consensus:
         **stage_resources("fit_consensus", resumes=True),
     params:
         bad_input=bad_input_mark("fit_consensus"),
-        settings=flags(CFG["gaussians"], skip=("use_input_mask",)),
+        settings=flags("gaussians", skip=("use_input_mask",)),
         mask=lambda wildcards, input: optional_flag(
             "mask", input.mask[0] if input.mask else None
         ),
@@ -67,7 +67,7 @@ rule warmup:
         **stage_resources("warmup", resumes=True),
     params:
         bad_input=bad_input_mark("warmup"),
-        settings=flags(CFG["warmup"]),
+        settings=flags("warmup"),
         project_root=optional_flag("project-root", INPUTS["project_root"]),
         checkpoint_dir=f"{CHECKPOINTS}/warmup_half{{half}}",
         version=VERSION,

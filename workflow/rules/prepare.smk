@@ -22,7 +22,7 @@ rule simulate:
     params:
         bad_input=bad_input_mark("simulate"),
         out_dir=lambda wildcards, output: str(Path(output.star).parent),
-        settings=flags(CFG["simulate"], skip=("out_dir",)),
+        settings=flags("simulate", skip=("out_dir",)),
         version=VERSION,
     shell:
         unless_bad_input(
@@ -49,7 +49,7 @@ rule split_halves:
         **stage_resources("split_halves"),
     params:
         bad_input=bad_input_mark("split_halves"),
-        settings=flags(CFG["split"]),
+        settings=flags("split"),
         project_root=optional_flag("project-root", INPUTS["project_root"]),
         version=VERSION,
     shell:

@@ -29,7 +29,7 @@ rule train_vae:
         **stage_resources("train_vae", resumes=True),
     params:
         bad_input=bad_input_mark("train_vae"),
-        settings=flags(CFG["vae"]),
+        settings=flags("vae"),
         project_root=optional_flag("project-root", INPUTS["project_root"]),
         atomic_model=optional_flag("atomic-model", INPUTS["atomic_model"]),
         checkpoint_dir=f"{CHECKPOINTS}/train_vae_half{{half}}",
@@ -66,11 +66,13 @@ rule deformation_error:
         **stage_resources("deformation_error"),
     params:
         bad_input=bad_input_mark("deformation_error"),
+        settings=flags("vae", only=("batch_size",)),
         project_root=optional_flag("project-root", INPUTS["project_root"]),
         version=VERSION,
     shell:
         unless_bad_input(
             "python -m dynamight_core deformation-error --star {input.star} {params.project_root}"
-            " --halves {input.halves} --models {input.models} --out-json {output.json}"
+            " --halves {input.halves} --models {input.models} {params.settings}"
+            " --out-json {output.json}"
             " --out-tsv {output.tsv} --threads {threads} --record {output.record} > {log} 2>&1"
         )
