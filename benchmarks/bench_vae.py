@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from common import configure, device, peak_rss_mb, print_table, seconds_per_call
 
-from dynamight_core.config import default_of
+from dynamight_core.config_schema import default_of
 from dynamight_core.data.batches import ParticleBatch
 from dynamight_core.geometry.rotations import euler_to_matrix
 from dynamight_core.models.decoder import DisplacementDecoder

@@ -1,6 +1,6 @@
 """Stage options generated from the configuration schema, and the flags that set them.
 
-The schema (:mod:`dynamight_core.config`) is the one source of every setting's name,
+The schema (:mod:`dynamight_core.config_schema`) is the one source of every setting's name,
 type, default, range and help. :func:`add_section_arguments` turns a schema section into
 command-line options; :func:`section_flags` writes a resolved configuration section as
 the flags that reproduce it (the workflow's rules use it); :func:`settings_from_args`
@@ -20,7 +20,8 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import fields, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from dynamight_core.config import SCHEMA, Key, check_value, coerce_value
+from dynamight_core.config import check_value, coerce_value
+from dynamight_core.config_schema import SCHEMA, Key
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from dynamight_core.config import SCHEMA, Key
+from dynamight_core.config_schema import SCHEMA, Key
 
 HEADER = """\
 # DynaMight workflow configuration. Validation runs before any job and lists every problem

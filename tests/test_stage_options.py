@@ -16,8 +16,9 @@ from dataclasses import MISSING, fields
 import pytest
 
 from dynamight_core.cli import STAGES, build_parser
-from dynamight_core.config import SCHEMA, Key, defaults, validate
+from dynamight_core.config import defaults, validate
 from dynamight_core.config_cli import OPTION_KIND, SCHEMA_KEY, section_flags
+from dynamight_core.config_schema import SCHEMA, Key
 from dynamight_core.models.deformation import VaeArchitecture
 from dynamight_core.models.seeding import SeedSettings
 from dynamight_core.simulate.dataset import SimulationConfig

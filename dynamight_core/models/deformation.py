@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from dynamight_core.config import default_of
+from dynamight_core.config_schema import default_of
 from dynamight_core.io.checkpoint import read_model_file, write_model_file
 from dynamight_core.models.decoder import DisplacementDecoder
 from dynamight_core.models.encoder import ImageEncoder

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from dynamight_core.config import default_of
+from dynamight_core.config_schema import default_of
 from dynamight_core.errors import InputError
 from dynamight_core.geometry.masks import spherical_mask
 from dynamight_core.io.mrc import Volume

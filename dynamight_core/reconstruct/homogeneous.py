@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from dynamight_core.config import default_of
+from dynamight_core.config_schema import default_of
 from dynamight_core.data.batches import BatchReader
 from dynamight_core.geometry.masks import spherical_mask
 from dynamight_core.io.checkpoint import Checkpointer

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from dynamight_core.config import default_of
+from dynamight_core.config_schema import default_of
 from dynamight_core.errors import InputError
 from dynamight_core.geometry.masks import circular_mask, mask_from_map
 from dynamight_core.geometry.rotations import euler_to_matrix, matrix_to_euler

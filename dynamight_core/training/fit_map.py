@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from dynamight_core.config import default_of
+from dynamight_core.config_schema import default_of
 from dynamight_core.geometry.fourier import hermitian_weights_3d, shell_index_3d
 from dynamight_core.geometry.masks import mask_from_map
 from dynamight_core.io.checkpoint import Checkpointer

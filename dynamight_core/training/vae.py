@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from dynamight_core.config import default_of
+from dynamight_core.config_schema import default_of
 from dynamight_core.data.batches import BatchReader
 from dynamight_core.io.checkpoint import Checkpointer
 from dynamight_core.models.deformation import DeformationModel

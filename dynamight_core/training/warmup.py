@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from dynamight_core.config import default_of
+from dynamight_core.config_schema import default_of
 from dynamight_core.data.batches import BatchReader
 from dynamight_core.geometry.fourier import hermitian_weights_2d
 from dynamight_core.io.checkpoint import Checkpointer

@@ -1,0 +1,345 @@
+"""The configuration schema: every setting's name, kind, default, range and help.
+
+The one source of every setting (docs/architecture.md): :mod:`dynamight_core.config`
+validates a ``config.yaml`` against it, :mod:`dynamight_core.config_cli` makes the stages'
+options from it, settings dataclasses take their defaults from it (:func:`default_of`) and
+:mod:`dynamight_core.config_yaml` renders the shipped ``config.yaml``. Standard library only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Key:
+    """One configuration value.
+
+    Attributes
+    ----------
+    kind
+        ``"int"``, ``"float"``, ``"bool"``, ``"str"`` or ``"path"``.
+    default
+        Default value.
+    help
+        One-line description, with the unit.
+    minimum, maximum
+        Inclusive bounds for numbers.
+    above_minimum
+        The value must be strictly greater than ``minimum``.
+    choices
+        Allowed values for strings.
+    nullable
+        ``None`` (YAML ``null``) is allowed.
+    must_exist
+        For paths: the file must exist unless a workflow rule produces it.
+    """
+
+    kind: str
+    default: Any
+    help: str
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[str, ...] | None = None
+    nullable: bool = False
+    must_exist: bool = False
+    above_minimum: bool = False
+
+
+def _resources(gpu: int, cpus: int, mem_mb: int, runtime_min: int) -> dict[str, Key]:
+    return {
+        "gpu": Key("int", gpu, "GPUs requested (0 or 1)", 0, 1),
+        "cpus": Key("int", cpus, "CPU cores (threads) requested", 1, 256),
+        "mem_mb": Key("int", mem_mb, "memory in MB, multiplied by the attempt on retry", 100),
+        "runtime_min": Key(
+            "int",
+            runtime_min,
+            "wall time in minutes; a retry asks for the same if the stage resumes from its "
+            "checkpoint, else for attempt x this (capped by slurm.max_runtime_min)",
+            1,
+        ),
+    }
+
+
+SCHEMA: dict[str, Any] = {
+    "output_dir": Key("path", "results", "folder for every output, log and checkpoint"),
+    "inputs": {
+        "particles": Key(
+            "path",
+            "results/simulated/particles.star",
+            "RELION particle STAR file (the default is made by rule simulate)",
+            must_exist=True,
+        ),
+        "project_root": Key(
+            "path",
+            None,
+            "RELION project folder that rlnImageName paths are "
+            "relative to (null: the STAR file's folder)",
+            nullable=True,
+            must_exist=True,
+        ),
+        "mask": Key(
+            "path",
+            "results/simulated/mask.mrc",
+            "soft mask for the masked FSC (null: none)",
+            nullable=True,
+            must_exist=True,
+        ),
+        "reference_map": Key(
+            "path",
+            "results/simulated/truth/average.mrc",
+            "map to validate against, e.g. a ground truth (null: none)",
+            nullable=True,
+            must_exist=True,
+        ),
+        "atomic_model": Key(
+            "path",
+            None,
+            "PDB/mmCIF docked in the consensus map; its residue connectivity replaces the VAE's "
+            "smoothness graph. Biases motions towards the model (null: off, recommended)",
+            nullable=True,
+            must_exist=True,
+        ),
+    },
+    "simulate": {
+        "out_dir": Key("path", "results/simulated", "where rule simulate writes the demo data"),
+        "n_particles": Key("int", 2000, "number of particles", 2),
+        "box_px": Key("int", 64, "box size in pixels (even)", 16),
+        "pixel_size_a": Key(
+            "float",
+            1.8,
+            "pixel size in Å (1.8 is not exact in float32, as real pixel sizes rarely are)",
+            0.1,
+        ),
+        "snr": Key("float", 0.1, "signal-to-noise ratio (see README); <= 0 for no noise"),
+        "motion": Key("str", "hinge", "simulated motion", choices=("hinge", "interpolate", "none")),
+        "max_angle_deg": Key("float", 30.0, "largest hinge angle in degrees", 0.0, 180.0),
+        "width_a": Key("float", 3.2, "width (standard deviation) of the pseudo-atoms in Å", 0.1),
+        "max_origin_a": Key(
+            "float", 4.0, "particle centres drawn uniformly within +-this of the box centre, Å", 0.0
+        ),
+        "defocus_min_um": Key("float", 1.0, "smallest defocus in µm", 0.01),
+        "defocus_max_um": Key("float", 2.5, "largest defocus in µm", 0.01),
+        "astigmatism_max_a": Key("float", 400.0, "largest defocus U-V difference in Å", 0.0),
+        "voltage_kv": Key("float", 300.0, "acceleration voltage in kV", 1.0),
+        "cs_mm": Key("float", 2.7, "spherical aberration in mm", 0.0),
+        "amplitude_contrast": Key("float", 0.1, "amplitude contrast (fraction)", 0.0, 1.0),
+        "n_truth_maps": Key(
+            "int", 5, "ground-truth maps written along the motion (1 without motion)", 1
+        ),
+        "atomic_model": Key(
+            "path",
+            None,
+            "PDB/mmCIF to simulate instead of the built-in two-domain phantom (null: phantom)",
+            nullable=True,
+            must_exist=True,
+        ),
+        "moving_selection": Key(
+            "str",
+            None,
+            "chain of the atomic model that the hinge moves (null: its last chain)",
+            nullable=True,
+        ),
+        "second_model": Key(
+            "path",
+            None,
+            "second state of the atomic model (same atoms), for motion 'interpolate'",
+            nullable=True,
+            must_exist=True,
+        ),
+        "seed": Key("int", 0, "random seed of the simulation"),
+    },
+    "split": {
+        "seed": Key(
+            "int",
+            0,
+            "seed of the half-set split (when rlnRandomSubset is absent) and "
+            "of the validation subsets",
+        ),
+        "validation_fraction": Key(
+            "float",
+            0.1,
+            "fraction of each half set held out for validation (above 0: the VAE stops on it)",
+            0.0,
+            0.5,
+            above_minimum=True,
+        ),
+    },
+    "reconstruct": {
+        "pad": Key("int", 2, "Fourier padding factor", 1, 4),
+        "batch_size": Key("int", 64, "particles per batch", 1),
+        "tau2_fudge": Key("float", 1.0, "multiplies the FSC-derived signal power", 0.01),
+        "checkpoint_every": Key("int", 16, "save the internal checkpoint every N batches", 1),
+    },
+    "gaussians": {
+        "n_gaussians": Key(
+            "int",
+            None,
+            "number of Gaussians per half set (null: gaussians_per_residue x residues)",
+            1,
+            nullable=True,
+        ),
+        "gaussians_per_residue": Key("float", 2.0, "Gaussians per residue (the paper: 2)", 0.1),
+        "n_residues": Key(
+            "int",
+            None,
+            "sequence length (null: estimated from the map volume "
+            "above the threshold, 130 Å^3 per residue)",
+            1,
+            nullable=True,
+        ),
+        "threshold": Key(
+            "float",
+            None,
+            "density threshold for placing Gaussians (null: the "
+            "map's noise level, at least 10% of its maximum)",
+            nullable=True,
+        ),
+        "use_input_mask": Key(
+            "bool",
+            False,
+            "place and fit Gaussians inside inputs.mask instead of the thresholded map",
+        ),
+        "n_width_classes": Key("int", 2, "shared widths each Gaussian mixes (its own width)", 1, 8),
+        "iterations": Key("int", 800, "Adam steps of the fit to the consensus half map", 1),
+        "seed": Key("int", 0, "seed of the Gaussian placement"),
+    },
+    "warmup": {
+        "epochs": Key("int", 5, "passes over the half set's training particles", 0),
+        "lr_positions": Key(
+            "float",
+            1e-4,
+            "Adam learning rate of positions, in box units (the paper: 1e-4)",
+            1e-8,
+            1.0,
+        ),
+        "lr_shape": Key(
+            "float", 1e-2, "Adam learning rate of log masses, widths and class weights", 1e-8, 1.0
+        ),
+        "batch_size": Key("int", 64, "particles per step", 1),
+        "max_resolution_a": Key(
+            "float",
+            None,
+            "highest resolution in the image loss, in Å (null: Nyquist)",
+            0.1,
+            nullable=True,
+        ),
+        "noise_particles": Key(
+            "int", 1000, "particles used to fit the image scale and the noise spectrum", 1
+        ),
+        "seed": Key("int", 0, "seed of the particle order"),
+    },
+    "vae": {
+        "latent_dim": Key(
+            "int", 6, "dimension of the latent space (the original's default)", 1, 64
+        ),
+        "encoder_px": Key("int", 64, "largest encoder input image in pixels (Fourier-cropped)", 8),
+        "decoder_layers": Key("int", 8, "hidden layers of the displacement decoder", 1, 32),
+        "decoder_width": Key("int", 32, "units per decoder layer", 4, 1024),
+        "pe_frequencies": Key("int", 10, "frequencies of the positional encoding", 1, 32),
+        "max_resolution_a": Key(
+            "float",
+            8.0,
+            "highest resolution used in training, in Å "
+            "(null: Nyquist); motions are estimated at low resolution",
+            0.1,
+            nullable=True,
+        ),
+        "batch_size": Key("int", 64, "particles per step", 1),
+        "lr": Key("float", 1e-3, "Adam learning rate of encoder and decoder", 1e-8, 1.0),
+        "lr_positions": Key(
+            "float", 1e-4, "Adam learning rate of consensus positions (box units)", 0.0, 1.0
+        ),
+        "lr_shape": Key(
+            "float", 1e-3, "Adam learning rate of log masses, widths, class weights", 0.0, 1.0
+        ),
+        "kl_weight": Key(
+            "float",
+            0.01,
+            "weight of the KL term (1: the evidence lower bound, "
+            "which at low SNR lets the latents collapse)",
+            0.0,
+        ),
+        "regularisation_factor": Key(
+            "float",
+            0.1,
+            "deformation penalty gradient relative to the data term's",
+            0.0,
+        ),
+        "consensus_update_every": Key("int", 5, "epochs between consensus updates (0: never)", 0),
+        "consensus_update_particles": Key(
+            "int", 100, "least-deformed particles averaged into the new consensus", 1
+        ),
+        "patience": Key(
+            "int", 10, "stop after this many epochs without a better validation loss", 1
+        ),
+        "max_epochs": Key("int", 150, "stop after this many epochs at most", 1),
+        "refine_steps": Key(
+            "int",
+            10,
+            "Adam steps refining each latent against its own image, "
+            "from the encoder's estimate (validation start and export)",
+            0,
+        ),
+        "refine_lr": Key("float", 0.1, "learning rate of the latent refinement", 1e-6, 10.0),
+        "track_steps": Key(
+            "int",
+            3,
+            "refinement steps per epoch for validation particles, "
+            "continuing from their previous latents",
+            0,
+        ),
+        "seed": Key("int", 0, "seed of initialisation, sampling and particle order"),
+    },
+    "resources": {
+        "simulate": _resources(0, 2, 4000, 30),
+        "split_halves": _resources(0, 1, 2000, 10),
+        "reconstruct_consensus": _resources(1, 4, 16000, 120),
+        "fsc_consensus": _resources(0, 1, 4000, 10),
+        "fit_consensus": _resources(1, 4, 16000, 60),
+        "warmup": _resources(1, 4, 16000, 120),
+        "train_vae": _resources(1, 4, 32000, 1440),
+        "deformation_error": _resources(1, 4, 16000, 120),
+    },
+    # site settings, used by the SLURM executor (--profile slurm) and ignored by local runs
+    "slurm": {
+        "gpu_request": Key(
+            "str",
+            "gpus",
+            "how GPU stages ask SLURM for GPUs: gpus (sbatch --gpus=N, needs "
+            "select/cons_tres) or gres (--gres=gpu:N, also with select/cons_res)",
+            choices=("gpus", "gres"),
+        ),
+        "gpu_type": Key(
+            "str",
+            None,
+            "GPU type in the site's GRES, e.g. a100 (--gpus=a100:N or --gres=gpu:a100:N); "
+            "null: any GPU",
+            nullable=True,
+        ),
+        "gpu_partition": Key(
+            "str",
+            None,
+            "partition for the GPU stages (null: the profile's or the cluster's default, "
+            "as for the CPU stages)",
+            nullable=True,
+        ),
+        "max_runtime_min": Key(
+            "int",
+            None,
+            "longest wall time in minutes any job asks for, e.g. the partitions' time "
+            "limit (null: no cap)",
+            1,
+            nullable=True,
+        ),
+    },
+}
+
+
+def default_of(section: str, name: str) -> Any:
+    """The schema's default of ``section.name``: what settings dataclasses take as theirs."""
+    spec = SCHEMA[section][name]
+    if not isinstance(spec, Key):
+        raise KeyError(f"{section}.{name} is a section, not a setting")
+    return spec.default
