@@ -35,6 +35,15 @@ def defaults(schema: Mapping[str, Any] = SCHEMA) -> dict[str, Any]:
     }
 
 
+def format_value(value: Any) -> str:
+    """A setting's value as ``config.yaml`` and the stages' flags spell it (``null``, ``true``)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
 def coerce_value(spec: Key, value: Any) -> Any:
     """Numbers, booleans and null given as text (``--config`` passes nested values as text)."""
     if spec.nullable and isinstance(value, str) and value.strip() in ("null", "None", "~"):

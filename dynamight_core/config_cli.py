@@ -20,7 +20,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import fields, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from dynamight_core.config import check_value, coerce_value
+from dynamight_core.config import check_value, coerce_value, format_value
 from dynamight_core.config_schema import SCHEMA, Key
 
 if TYPE_CHECKING:
@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 # attribute set on every option's argparse action: "schema" (with SCHEMA_KEY), "file" or "run"
 OPTION_KIND = "option_kind"
 SCHEMA_KEY = "schema_key"
-NULL = "null"
 
 Settings = TypeVar("Settings", bound="DataclassInstance")
 
@@ -80,7 +79,7 @@ def add_section_arguments(
     """
     for name, spec in _keys(section, only, skip).items():
         dotted = f"{section}.{name}"
-        text = spec.help + (f"; '{NULL}' allowed" if spec.nullable else "")
+        text = spec.help + (f"; '{format_value(None)}' allowed" if spec.nullable else "")
         action = parser.add_argument(
             flag_name(name),
             type=_value_parser(dotted, spec),
@@ -116,17 +115,10 @@ def section_flags(
     skip: Collection[str] = (),
 ) -> str:
     """Shell-quoted flags that set every setting of a resolved ``section`` (nulls too)."""
-    parts = []
-    for name, spec in _keys(section, only, skip).items():
-        value = values[name]
-        if value is None:
-            text = NULL
-        elif spec.kind == "bool":
-            text = "true" if value else "false"
-        else:
-            text = str(value)
-        parts.append(f"{flag_name(name)} {shlex.quote(text)}")
-    return " ".join(parts)
+    return " ".join(
+        f"{flag_name(name)} {shlex.quote(format_value(values[name]))}"
+        for name in _keys(section, only, skip)
+    )
 
 
 def settings_from_args(cls: type[Settings], args: argparse.Namespace) -> Settings:

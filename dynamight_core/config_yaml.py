@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from dynamight_core.config import format_value
 from dynamight_core.config_schema import SCHEMA, Key
 
 HEADER = """\
@@ -29,14 +30,6 @@ DEMO: dict[str, dict[str, Any]] = {
 }
 
 
-def _yaml_value(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
 def render_yaml(
     schema: Mapping[str, Any] = SCHEMA, overrides: Mapping[str, Any] | None = None, indent: int = 0
 ) -> str:
@@ -48,11 +41,11 @@ def render_yaml(
         if isinstance(spec, Key):
             if name in overrides:
                 lines.append(
-                    f"{pad}{name}: {_yaml_value(overrides[name])}  # {spec.help} "
-                    f"[demo value; default {_yaml_value(spec.default)}]"
+                    f"{pad}{name}: {format_value(overrides[name])}  # {spec.help} "
+                    f"[demo value; default {format_value(spec.default)}]"
                 )
             else:
-                lines.append(f"{pad}{name}: {_yaml_value(spec.default)}  # {spec.help}")
+                lines.append(f"{pad}{name}: {format_value(spec.default)}  # {spec.help}")
         else:
             if indent == 0:
                 lines.append("")

@@ -72,8 +72,7 @@ def shell_index_2d(box_px: int, device: torch.device | None = None) -> torch.Ten
     torch.Tensor
         `(D, D//2+1)` int64 shell numbers ``round(|k| * D)`` (k in cycles/px).
     """
-    ky = torch.fft.fftfreq(box_px, device=device, dtype=torch.float64)[:, None]
-    kx = torch.fft.rfftfreq(box_px, device=device, dtype=torch.float64)[None, :]
+    ky, kx = rfft_frequencies_2d(box_px, device=device, dtype=torch.float64)
     return torch.round(torch.sqrt(ky**2 + kx**2) * box_px).long()
 
 

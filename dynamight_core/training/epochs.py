@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,15 +23,13 @@ from dynamight_core.device import rng_state, set_rng_state
 from dynamight_core.errors import TrainingDivergedError
 from dynamight_core.io.checkpoint import Checkpointer
 
-logger = logging.getLogger(__name__)
-
 
 def order_seed(seed: int, epoch: int) -> int:
     """Seed of the particle order of ``epoch`` (0-based) in a loop seeded with ``seed``."""
     return seed * 100003 + epoch
 
 
-def loop_state(
+def _loop_state(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
@@ -46,13 +43,13 @@ def loop_state(
     }
 
 
-def restore_loop_state(
+def _restore_loop_state(
     saved: dict[str, Any],
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
 ) -> None:
-    """Put back what :func:`loop_state` saved (tensors move to the model's device)."""
+    """Put back what :func:`_loop_state` saved (tensors move to the model's device)."""
     model.load_state_dict(saved["model"])
     optimizer.load_state_dict(saved["optimizer"])
     if scheduler is not None:
@@ -96,7 +93,7 @@ class ResumableLoop:
         saved = self.checkpointer.load(self.name) if self.checkpointer else None
         if saved is None:
             return None
-        restore_loop_state(saved, self.model, self.optimizer, self.scheduler)
+        _restore_loop_state(saved, self.model, self.optimizer, self.scheduler)
         return dict(saved["loop"])
 
     def due(self, step: int) -> bool:
@@ -107,7 +104,7 @@ class ResumableLoop:
         """Save the states and the loop's ``values`` (tensors and plain Python values)."""
         if self.checkpointer is None:
             return
-        state = loop_state(self.model, self.optimizer, self.scheduler)
+        state = _loop_state(self.model, self.optimizer, self.scheduler)
         self.checkpointer.save(self.name, {**state, "loop": dict(values)})
 
 

@@ -45,14 +45,13 @@ class FourierLikelihood:
 
     def __init__(self, noise_power: torch.Tensor, box_px: int, max_shell: int) -> None:
         device = noise_power.device
-        shells = shell_index_2d(box_px, device).clamp(max=box_px // 2)
-        use = (shells >= 1) & (shell_index_2d(box_px, device) <= max_shell)
-        weights = (
-            hermitian_weights_2d(box_px, device)
-            / noise_power.clamp(min=float(noise_power.max()) * 1e-8)[shells]
-        )
+        index = shell_index_2d(box_px, device)
+        shells = index.clamp(max=box_px // 2)
+        use = (shells >= 1) & (index <= max_shell)
+        multiplicity = hermitian_weights_2d(box_px, device)
+        weights = multiplicity / noise_power.clamp(min=float(noise_power.max()) * 1e-8)[shells]
         self.weights = torch.where(use, weights, 0.0).float()
-        self.n_components = float((hermitian_weights_2d(box_px, device) * use).sum())
+        self.n_components = float((multiplicity * use).sum())
         self.noise_power = noise_power
         self.max_shell = max_shell
 
