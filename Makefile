@@ -34,7 +34,9 @@ install:
 
 demo: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores all --printshellcmds
-	@echo "demo finished: see results/consensus/fsc.json, results/vae/half*/latents.csv and training.png, results/provenance.json"
+	@echo "demo finished: see results/consensus/fsc.json, results/vae/half*/latents.csv and training.png, results/deformed/fsc.json, results/provenance.json"
+	@echo "improved (deformed) maps beside the consensus, FSC to the simulation's truth:"
+	@cat results/deformed/summary.txt
 
 # style, types (mypy, settings in pyproject.toml) and the allowed imports between packages
 # (import-linter contracts in pyproject.toml; docs/architecture.md explains the layers)
@@ -52,4 +54,5 @@ bench: $(STAMP)
 
 clean-demo:
 	rm -rf results/simulated results/consensus results/logs results/records results/benchmarks \
-		results/.checkpoints results/halves.csv results/provenance.json results/gaussians results/vae
+		results/.checkpoints results/halves.csv results/provenance.json results/gaussians results/vae \
+		results/inverse results/deformed

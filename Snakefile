@@ -17,6 +17,7 @@ include: "workflow/rules/prepare.smk"
 include: "workflow/rules/consensus.smk"
 include: "workflow/rules/gaussians.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/deformed.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -35,6 +35,10 @@ STAGES = {
     "warmup": "dynamight_core.stages.warmup",
     "train-vae": "dynamight_core.stages.train_vae",
     "deformation-error": "dynamight_core.stages.deformation_error",
+    "fit-inverse": "dynamight_core.stages.fit_inverse",
+    "backproject-deformed": "dynamight_core.stages.backproject_deformed",
+    "solve-deformed": "dynamight_core.stages.solve_deformed",
+    "fsc-deformed": "dynamight_core.stages.fsc_deformed",
     "provenance": "dynamight_core.stages.provenance",
 }
 

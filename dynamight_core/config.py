@@ -145,7 +145,12 @@ def _missing_files(
 def produced_by_workflow(config: Mapping[str, Any]) -> set[str]:
     """Input paths that rule ``simulate`` creates (the demo data)."""
     out_dir = str(config["simulate"]["out_dir"]).rstrip("/")
-    return {f"{out_dir}/particles.star", f"{out_dir}/mask.mrc", f"{out_dir}/truth/average.mrc"}
+    return {
+        f"{out_dir}/particles.star",
+        f"{out_dir}/mask.mrc",
+        f"{out_dir}/truth/average.mrc",
+        f"{out_dir}/truth/mid_state.mrc",
+    }
 
 
 def validate(

@@ -93,6 +93,14 @@ SCHEMA: dict[str, Any] = {
             nullable=True,
             must_exist=True,
         ),
+        "reference_state": Key(
+            "path",
+            "results/simulated/truth/mid_state.mrc",
+            "map of the one state the deformed maps show, to validate them against, e.g. a "
+            "simulation's mid state (null: none)",
+            nullable=True,
+            must_exist=True,
+        ),
         "atomic_model": Key(
             "path",
             None,
@@ -292,6 +300,66 @@ SCHEMA: dict[str, Any] = {
         ),
         "seed": Key("int", 0, "seed of initialisation, sampling and particle order"),
     },
+    "inverse": {
+        "epochs": Key("int", 40, "passes over the half set's training latents", 1),
+        "batch_size": Key("int", 32, "latents per step", 1),
+        "points": Key("int", 2000, "points per latent and step: consensus Gaussians, jittered", 10),
+        "jitter_a": Key(
+            "float",
+            3.0,
+            "standard deviation in Å of the jitter that spreads the training points around "
+            "the Gaussians (the inverse is evaluated between them)",
+            0.0,
+        ),
+        "smoothness_weight": Key(
+            "float",
+            1.0,
+            "weight of the penalty on the inverse displacement's change over 1 px",
+            0.0,
+        ),
+        "layers": Key("int", 6, "hidden layers of the inverse network (the original: 6)", 1, 32),
+        "width": Key("int", 64, "units per layer of the inverse network", 4, 1024),
+        "lr": Key("float", 1e-3, "Adam learning rate", 1e-8, 1.0),
+        "seed": Key("int", 0, "seed of initialisation and sampling"),
+    },
+    "deformed": {
+        "method": Key(
+            "str",
+            "adjoint",
+            "how images are brought back to the consensus frame: adjoint (the exact adjoint "
+            "of the training's forward model, through the forward field) or inverse (the "
+            "paper's inverse network, fitted by stage fit-inverse)",
+            choices=("adjoint", "inverse"),
+        ),
+        "control_grid": Key(
+            "int",
+            16,
+            "nodes per axis of the grid the deformation is evaluated on, then interpolated "
+            "to the voxels",
+            2,
+            256,
+        ),
+        "iterations": Key(
+            "int",
+            0,
+            "conjugate-gradient iterations with the deformation in the forward model, from "
+            "the filtered backprojection (0: the filtered backprojection only; the iterations "
+            "sharpen noise-free maps but lowered the FSC to the truth at SNR 0.1, see README)",
+            0,
+        ),
+        "tau2_fudge": Key(
+            "float", 1.0, "multiplies the signal power from the half's own FSC", 0.01
+        ),
+        "shards": Key(
+            "int",
+            1,
+            "jobs per half set for the backprojection (each its own SLURM job), added by the solve",
+            1,
+            1024,
+        ),
+        "batch_size": Key("int", 32, "particles per batch", 1),
+        "checkpoint_every": Key("int", 16, "save the backprojection every N batches", 1),
+    },
     "resources": {
         "simulate": _resources(0, 2, 4000, 30),
         "split_halves": _resources(0, 1, 2000, 10),
@@ -301,6 +369,10 @@ SCHEMA: dict[str, Any] = {
         "warmup": _resources(1, 4, 16000, 120),
         "train_vae": _resources(1, 4, 32000, 1440),
         "deformation_error": _resources(1, 4, 16000, 120),
+        "fit_inverse": _resources(1, 4, 16000, 120),
+        "backproject_deformed": _resources(1, 4, 16000, 240),
+        "solve_deformed": _resources(1, 4, 16000, 480),
+        "fsc_deformed": _resources(0, 1, 4000, 10),
     },
     # site settings, used by the SLURM executor (--profile slurm) and ignored by local runs
     "slurm": {

@@ -10,12 +10,19 @@ import sys
 from pathlib import Path
 
 import pytest
-from workflow_tools import BIN, REPO, SNAKEMAKE, make_workdir, ok, planned_jobs
+from workflow_tools import (
+    BIN,
+    CPU_RULES,
+    GPU_RULES,
+    REPO,
+    SNAKEMAKE,
+    make_workdir,
+    ok,
+    planned_jobs,
+)
 
 pytestmark = pytest.mark.slow
 
-GPU_RULES = {"reconstruct_consensus", "fit_consensus", "warmup", "train_vae", "deformation_error"}
-CPU_RULES = {"simulate", "split_halves", "fsc_consensus"}
 SLURM_COMMANDS = ("sbatch", "srun", "sinfo", "squeue", "sacct", "scontrol", "sacctmgr", "sshare")
 
 

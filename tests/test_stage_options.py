@@ -23,11 +23,21 @@ from dynamight_core.models.deformation import VaeArchitecture
 from dynamight_core.models.seeding import SeedSettings
 from dynamight_core.simulate.dataset import SimulationConfig
 from dynamight_core.training.fit_map import FitSettings
+from dynamight_core.training.inverse import InverseSettings
 from dynamight_core.training.vae import VaeSettings
 from dynamight_core.training.warmup import WarmupSettings
 
 # the sections whose settings reach stages, and the keys only the workflow reads
-STAGE_SECTIONS = ("simulate", "split", "reconstruct", "gaussians", "warmup", "vae")
+STAGE_SECTIONS = (
+    "simulate",
+    "split",
+    "reconstruct",
+    "gaussians",
+    "warmup",
+    "vae",
+    "inverse",
+    "deformed",
+)
 WORKFLOW_ONLY = {"simulate.out_dir", "gaussians.use_input_mask"}
 SETTINGS_CLASSES = {
     SimulationConfig: "simulate",
@@ -36,16 +46,28 @@ SETTINGS_CLASSES = {
     WarmupSettings: "warmup",
     VaeSettings: "vae",
     VaeArchitecture: "vae",
+    InverseSettings: "inverse",
 }
-# the stage, and the section's keys it takes (None: all but the workflow's)
-SECTION_STAGES = {
-    "simulate": ("simulate", None),
-    "split": ("split-halves", None),
-    "reconstruct": ("reconstruct", None),
-    "gaussians": ("fit-consensus", None),
-    "warmup": ("warmup", None),
-    "vae": ("train-vae", None),
-}
+# the section, a stage that takes it, and the keys it takes (None: all but the workflow's)
+SECTION_STAGES = [
+    ("simulate", "simulate", None),
+    ("split", "split-halves", None),
+    ("reconstruct", "reconstruct", None),
+    ("gaussians", "fit-consensus", None),
+    ("warmup", "warmup", None),
+    ("vae", "train-vae", None),
+    ("inverse", "fit-inverse", None),
+    (
+        "deformed",
+        "backproject-deformed",
+        ("method", "control_grid", "shards", "batch_size", "checkpoint_every"),
+    ),
+    (
+        "deformed",
+        "solve-deformed",
+        ("method", "control_grid", "batch_size", "iterations", "tau2_fudge"),
+    ),
+]
 
 
 def _stage_parsers() -> dict[str, argparse.ArgumentParser]:
@@ -102,7 +124,7 @@ def test_settings_defaults_are_the_schema_defaults(cls: type) -> None:
         assert item.default == section[item.name].default, f"{cls.__name__}.{item.name}"
 
 
-@pytest.mark.parametrize("name", ["simulate", "gaussians", "warmup", "vae"])
+@pytest.mark.parametrize("name", ["simulate", "gaussians", "warmup", "vae", "inverse"])
 def test_settings_classes_cover_their_section(name: str) -> None:
     covered = {
         item.name
@@ -129,16 +151,19 @@ def _changed(spec: Key) -> object:
     return spec.default
 
 
-@pytest.mark.parametrize("section", sorted(SECTION_STAGES))
-def test_workflow_flags_reproduce_the_config(section: str) -> None:
+@pytest.mark.parametrize(
+    ("section", "stage", "only"), SECTION_STAGES, ids=[f"{a}-{b}" for a, b, _ in SECTION_STAGES]
+)
+def test_workflow_flags_reproduce_the_config(
+    section: str, stage: str, only: tuple[str, ...] | None
+) -> None:
     """What config.yaml says (nulls included) is what the stage receives from the rule."""
-    stage, only = SECTION_STAGES[section]
     skip = [key.split(".")[1] for key in WORKFLOW_ONLY if key.startswith(f"{section}.")]
     base = defaults()
     changed = {
         name: _changed(spec)
         for name, spec in SCHEMA[section].items()
-        if name not in skip and spec.kind != "path"
+        if name not in skip and spec.kind != "path" and (only is None or name in only)
     }
     config = validate({section: changed}, check_files=False)
     for values in (base, config):

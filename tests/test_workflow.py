@@ -24,10 +24,14 @@ ALL_RULES = {
     "warmup",
     "train_vae",
     "deformation_error",
+    "backproject_deformed",
+    "solve_deformed",
+    "fsc_deformed",
     "provenance",
     "all",
 }
-TRAINING = {"train_vae", "deformation_error", "provenance"}
+DEFORMED = {"backproject_deformed", "solve_deformed", "fsc_deformed"}
+TRAINING = {"train_vae", "deformation_error", "provenance"} | DEFORMED
 
 
 def test_lint_is_clean() -> None:
@@ -97,7 +101,8 @@ def test_second_run_does_nothing(local_run: Path) -> None:
 @pytest.mark.parametrize(
     ("override", "expected"),
     [
-        ("vae={kl_weight: 0.02}", {"train_vae", "deformation_error", "provenance"}),
+        ("vae={kl_weight: 0.02}", TRAINING),
+        ("deformed={tau2_fudge: 2.0}", {"solve_deformed", "fsc_deformed", "provenance"}),
         ("warmup={epochs: 7}", {"warmup"} | TRAINING),
         ("gaussians={iterations: 500}", {"fit_consensus", "warmup"} | TRAINING),
         (

@@ -36,7 +36,8 @@ def cryojax_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     workdir = make_workdir(root / "run")
     (workdir / "cryojax.yaml").write_text(
-        f"inputs: {{particles: {data.star}, mask: null, reference_map: {data.truth}}}\n"
+        f"inputs: {{particles: {data.star}, mask: null, reference_map: {data.truth},"
+        f" reference_state: {data.truth}}}\n"
         "gaussians: {n_gaussians: 300, n_residues: null, iterations: 150}\n"
         "warmup: {epochs: 1, noise_particles: 300}\n"
         "vae: {max_epochs: 2}\n"
@@ -53,7 +54,8 @@ def test_every_stage_runs_at_a_pixel_size_float32_cannot_hold(cryojax_run: Path)
         assert (results / "gaussians" / f"warmup_half{half}.pt").is_file()
         latents = pd.read_csv(results / "vae" / f"half{half}" / "latents.csv")
         assert np.isfinite(latents.filter(like="mu_").to_numpy()).all()
-    for name in ("consensus/fsc.json", "vae/deformation_error.json", "provenance.json"):
+    names = ("consensus/fsc.json", "vae/deformation_error.json", "deformed/fsc.json")
+    for name in (*names, "provenance.json"):
         text = (results / name).read_text()
         assert "NaN" not in text and "Infinity" not in text, name
 

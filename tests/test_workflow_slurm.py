@@ -15,17 +15,16 @@ import mrcfile
 import numpy as np
 import pandas as pd
 import pytest
-from workflow_tools import REPO, make_workdir, ok, snakemake
+from workflow_tools import CPU_RULES, GPU_RULES, REPO, make_workdir, ok, snakemake
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 
-GPU_RULES = {"reconstruct_consensus", "fit_consensus", "warmup", "train_vae", "deformation_error"}
-CPU_RULES = {"simulate", "split_halves", "fsc_consensus"}
 # the training stages shortened (the demo's data and consensus stay as in ``local_run``)
 SHORT_TRAINING = """\
 gaussians: {iterations: 100}
 warmup: {epochs: 1}
 vae: {max_epochs: 1, refine_steps: 1, track_steps: 1}
+deformed: {shards: 2}
 """
 
 
@@ -107,8 +106,9 @@ def test_demo_through_slurm(slurm_cluster: None, local_run: Path, tmp_path: Path
 
     jobs = _accounting(since)
     assert set(jobs) == GPU_RULES | CPU_RULES, jobs
-    for rule in ("fit_consensus", "warmup", "train_vae"):
+    for rule in ("fit_consensus", "warmup", "train_vae", "solve_deformed"):
         assert len(jobs[rule]) == 2, rule  # one job per half set
+    assert len(jobs["backproject_deformed"]) == 4  # two shards per half set, each a job
     for rule, rule_jobs in jobs.items():
         gpu = rule in GPU_RULES
         for job in rule_jobs:

@@ -22,6 +22,19 @@ STAGES = dict.fromkeys(key.split(".")[1] for key, _ in describe() if key.startsw
 CI_OVERLAY = "resources:\n" + "".join(f"  {stage}: {{cpus: 2, mem_mb: 3000}}\n" for stage in STAGES)
 
 
+# the workflow's rules by what they ask SLURM for (deformed.method adjoint: no fit_inverse)
+GPU_RULES = {
+    "reconstruct_consensus",
+    "fit_consensus",
+    "warmup",
+    "train_vae",
+    "deformation_error",
+    "backproject_deformed",
+    "solve_deformed",
+}
+CPU_RULES = {"simulate", "split_halves", "fsc_consensus", "fsc_deformed"}
+
+
 def kill_at_first_checkpoint(command: list[str], checkpoint: Path, timeout_s: float = 300) -> None:
     """Start ``command``, SIGKILL it as soon as the file ``checkpoint`` appears."""
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -65,18 +65,24 @@ class BatchReader:
         """Load and prepare the particles ``indices``."""
         particles = self.particle_set
         images = torch.from_numpy(self.source.read(indices)).to(self.device)
+        ctf, rotations = self.geometry(indices)
+        return ParticleBatch(
+            indices,
+            torch.fft.rfft2(images),
+            ctf,
+            rotations,
+            particle_shifts_a(particles, indices, self.device),
+        )
+
+    def geometry(self, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(B, D, D//2+1)` CTFs and `(B, 3, 3)` rotations of particles ``indices``, no images."""
+        particles = self.particle_set
         ctf = compute_ctf(
             particle_ctf_parameters(particles, indices, self.device),
             particles.box_px,
             particles.pixel_size_a,
         )
-        return ParticleBatch(
-            indices,
-            torch.fft.rfft2(images),
-            ctf,
-            particle_rotations(particles, indices, self.device),
-            particle_shifts_a(particles, indices, self.device),
-        )
+        return ctf, particle_rotations(particles, indices, self.device)
 
     def batches(
         self, indices: np.ndarray, batch_size: int, shuffle_seed: int | None = None

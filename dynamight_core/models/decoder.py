@@ -53,14 +53,20 @@ class DisplacementDecoder(nn.Module):
         self.activation = nn.ELU()
 
     def encode_positions(self, positions: torch.Tensor) -> torch.Tensor:
-        """`(N, 6F)` sines and cosines of `(N, 3)` positions in box units."""
-        angles = (positions[:, :, None] * self.frequencies).flatten(1)
-        return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
+        """`(..., 6F)` sines and cosines of `(..., 3)` positions in box units."""
+        angles = (positions[..., None] * self.frequencies).flatten(-2)
+        return torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1)
 
     def forward(self, z: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """`(B, N, 3)` displacements (box units) of `(N, 3)` positions for `(B, L)` latents."""
+        """`(B, N, 3)` displacements (box units) for `(B, L)` latents.
+
+        ``positions`` (box units) are `(N, 3)`, shared by the batch, or `(B, N, 3)`, one
+        set per latent.
+        """
         per_gaussian = self.position_layer(self.encode_positions(positions))
-        hidden = self.activation(per_gaussian[None] + self.latent_layer(z)[:, None])
+        if per_gaussian.ndim == 2:
+            per_gaussian = per_gaussian[None]
+        hidden = self.activation(per_gaussian + self.latent_layer(z)[:, None])
         for layer in self.hidden:
             hidden = self.activation(layer(hidden))
         return self.output(hidden)

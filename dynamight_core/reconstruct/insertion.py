@@ -77,6 +77,27 @@ def scale_shells(volume: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
     return torch.fft.irfftn(spectrum, s=volume.shape)
 
 
+def inserted_frequencies(
+    box_px: int, device: torch.device | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Image frequencies (index units of the D grid) that are inserted.
+
+    Returns
+    -------
+    tuple of torch.Tensor
+        `(P, 2)` (j_x, j_y) of the kept samples and the `(D, D//2+1)` boolean mask that
+        selects them from an rfft: radius at most ``D/2 + SLICE_MARGIN_PX``, without the
+        Nyquist row and column.
+    """
+    jy = torch.fft.fftfreq(box_px, d=1.0 / box_px, device=device)
+    jx = torch.arange(box_px // 2 + 1, device=device, dtype=torch.float32)
+    grid_y, grid_x = torch.meshgrid(jy, jx, indexing="ij")
+    inside = (grid_x**2 + grid_y**2) <= (box_px / 2 + SLICE_MARGIN_PX) ** 2
+    keep = inside & (grid_y.abs() < box_px // 2) & (grid_x < box_px // 2)
+    coords = torch.stack([grid_x, grid_y], dim=-1)[keep]  # (P, 2)
+    return coords, keep
+
+
 class FourierAccumulator:
     """Running sums of CTF-weighted slices on a padded 3D rfft grid.
 
@@ -99,25 +120,7 @@ class FourierAccumulator:
         # columns: real part of sum(CTF * data), imaginary part, sum(CTF^2)
         self.sums = torch.zeros(n_voxels, 3, dtype=torch.float32, device=self.device)
         self.n_images = 0
-        self._slice_coords, self._slice_keep = self._slice_frequencies()
-
-    def _slice_frequencies(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Image frequencies (index units of the D grid) that are inserted.
-
-        Returns
-        -------
-        tuple of torch.Tensor
-            `(P, 2)` (j_x, j_y) of the kept samples and the `(D, D//2+1)` mask that
-            selects them from an rfft.
-        """
-        box = self.box_px
-        jy = torch.fft.fftfreq(box, d=1.0 / box, device=self.device)
-        jx = torch.arange(box // 2 + 1, device=self.device, dtype=torch.float32)
-        grid_y, grid_x = torch.meshgrid(jy, jx, indexing="ij")
-        inside = (grid_x**2 + grid_y**2) <= (box / 2 + SLICE_MARGIN_PX) ** 2
-        keep = inside & (grid_y.abs() < box // 2) & (grid_x < box // 2)
-        coords = torch.stack([grid_x, grid_y], dim=-1)[keep]  # (P, 2)
-        return coords, keep
+        self._slice_coords, self._slice_keep = inserted_frequencies(box_px, self.device)
 
     def insert(self, slices_ft: torch.Tensor, ctf: torch.Tensor, rotations: torch.Tensor) -> None:
         """Add CTF-weighted central slices.

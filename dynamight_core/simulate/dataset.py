@@ -285,7 +285,7 @@ def noise_sigma(renderer: _Renderer, radius_px: float, snr: float) -> float:
 def write_truth_maps(
     out_dir: Path, config: SimulationConfig, masses: np.ndarray, motion: Motion, scale: float
 ) -> np.ndarray:
-    """Ground-truth maps along the motion and their average; returns the average map."""
+    """Ground-truth maps along the motion, the mid state and the average; returns the average."""
     widths = torch.tensor([config.width_a])
     weights = torch.as_tensor(masses * scale, dtype=torch.float32)[:, None]
 
@@ -300,6 +300,7 @@ def write_truth_maps(
         write_volume(
             out_dir / "truth" / f"state_{number:02d}.mrc", render(coordinate), config.pixel_size_a
         )
+    write_volume(out_dir / "truth" / "mid_state.mrc", render(0.5), config.pixel_size_a)
     grid = np.linspace(0.0, 1.0, AVERAGE_MAP_STATES) if config.motion != "none" else np.array([0.5])
     average = np.zeros((config.box_px,) * 3, dtype=np.float64)
     for coordinate in grid:

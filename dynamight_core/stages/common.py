@@ -98,3 +98,52 @@ def check_model_matches_particles(
             f"{particles.box_px} px at {particles.pixel_size_a:.6g} Å (the particles)",
             f"{model.box_px} px at {model.pixel_size_a:.6g} Å",
         )
+
+
+def half_set_rows(args: argparse.Namespace, particles: ParticleSet) -> np.ndarray:
+    """Every STAR row of ``args.half`` (training and validation), sorted."""
+    train, validation = read_split(args.halves, particles, args.half)
+    return np.sort(np.concatenate([train, validation]))
+
+
+def deformed_geometry(
+    args: argparse.Namespace, particles: ParticleSet, source: Any, device: torch.device
+) -> tuple[np.ndarray, Any]:
+    """The half set's rows and the geometry of its deformed reconstruction.
+
+    Reads ``--model`` (trained VAE), ``--latents`` (its table, checked against the half set)
+    and, with ``--method inverse``, ``--inverse-model``.
+    """
+    from dynamight_core.data.batches import BatchReader
+    from dynamight_core.data.latents import read_latent_table
+    from dynamight_core.models.inverse import load_inverse
+    from dynamight_core.reconstruct.deformed import half_set_geometry
+    from dynamight_core.training.half_set_vae import load_half_set_vae
+
+    rows = half_set_rows(args, particles)
+    vae = load_half_set_vae(args.model, device)
+    check_model_matches_particles(args.model, vae.model.consensus, particles)
+    if vae.half != args.half:
+        raise InputError(args.model, "half", f"a model of half set {args.half}", str(vae.half))
+    latents = read_latent_table(args.latents, rows).by_row(len(particles.euler_deg))
+    inverse = None
+    if args.method == "inverse":
+        if not args.inverse_model:
+            raise InputError(
+                "--inverse-model",
+                "file",
+                "an inverse network (fit-inverse)",
+                "none given",
+                "deformed.method inverse needs stage fit-inverse's model",
+            )
+        inverse, extra = load_inverse(args.inverse_model, device)
+        if extra.get("half") != args.half:
+            raise InputError(
+                args.inverse_model, "half", f"half set {args.half}", str(extra.get("half"))
+            )
+        inverse.requires_grad_(False)
+    model = vae.model.requires_grad_(False)
+    geometry = half_set_geometry(
+        BatchReader(particles, source, device), model, latents, inverse, args.control_grid
+    )
+    return rows, geometry

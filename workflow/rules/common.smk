@@ -179,6 +179,7 @@ HALVES = (1, 2)
 
 wildcard_constraints:
     half="1|2",
+    shard=r"\d+",
 
 
 def final_outputs():
@@ -187,21 +188,33 @@ def final_outputs():
         f"{OUT}/consensus/fsc.png",
         *expand(f"{OUT}/vae/half{{half}}/latents.csv", half=HALVES),
         f"{OUT}/vae/deformation_error.json",
+        f"{OUT}/deformed/fsc.json",
         f"{OUT}/provenance.json",
     ]
 
 
 def stage_records():
     """Run records of every stage that makes the final outputs."""
-    per_half = ("fit_consensus", "warmup", "train_vae")
+    per_half = ("fit_consensus", "warmup", "train_vae", "solve_deformed")
     return [
         f"{RECORDS}/split_halves.json",
         f"{RECORDS}/reconstruct_consensus.json",
         f"{RECORDS}/fsc_consensus.json",
         f"{RECORDS}/deformation_error.json",
+        f"{RECORDS}/fsc_deformed.json",
         *[
             f"{RECORDS}/{stage}_half{half}.json"
             for stage in per_half
             for half in HALVES
         ],
+        *[
+            f"{RECORDS}/backproject_deformed_half{half}_shard{shard}.json"
+            for half in HALVES
+            for shard in range(1, CFG["deformed"]["shards"] + 1)
+        ],
+        *(
+            [f"{RECORDS}/fit_inverse_half{half}.json" for half in HALVES]
+            if CFG["deformed"]["method"] == "inverse"
+            else []
+        ),
     ]

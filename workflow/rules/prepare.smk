@@ -8,6 +8,7 @@ rule simulate:
         mask=f"{SIM}/mask.mrc",
         truth=f"{SIM}/truth.csv",
         average=f"{SIM}/truth/average.mrc",
+        mid_state=f"{SIM}/truth/mid_state.mrc",
         motion=f"{SIM}/truth/motion.json",
         record=f"{RECORDS}/simulate.json",
     log:

@@ -10,7 +10,9 @@ rule provenance:
         star=STAR,
         stacks=STACKS,
         records=stage_records(),
-        extra=optional_inputs(INPUTS["mask"], INPUTS["reference_map"]),
+        extra=optional_inputs(
+            INPUTS["mask"], INPUTS["reference_map"], INPUTS["reference_state"]
+        ),
     output:
         f"{OUT}/provenance.json",
     log:

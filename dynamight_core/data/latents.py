@@ -1,0 +1,76 @@
+"""A half set's latent table (``train-vae --out-latents``) as tensors aligned with STAR rows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from dynamight_core.errors import InputError
+
+
+@dataclass(frozen=True)
+class LatentTable:
+    """Latent points of a half set's particles.
+
+    Attributes
+    ----------
+    rows
+        `(M,)` STAR rows of the half set's particles, sorted.
+    latents
+        `(M, L)` refined latent means (``mu_*``) of those rows.
+    validation
+        `(M,)` True for the particles held out of training.
+    """
+
+    rows: np.ndarray
+    latents: torch.Tensor
+    validation: np.ndarray
+
+    def by_row(self, n_rows: int) -> torch.Tensor:
+        """`(n_rows, L)` latents indexed by STAR row (zero for rows of the other half)."""
+        table = self.latents.new_zeros(n_rows, self.latents.shape[1])
+        table[torch.from_numpy(np.array(self.rows))] = self.latents
+        return table
+
+
+def read_latent_table(path: str | Path, expected_rows: np.ndarray) -> LatentTable:
+    """Read ``path`` and check that it holds exactly ``expected_rows`` (the half set).
+
+    Raises
+    ------
+    InputError
+        Naming the file and the column or rows that do not match.
+    """
+    table = pd.read_csv(path)
+    columns = sorted(
+        (c for c in table.columns if c.startswith("mu_")), key=lambda c: int(c.split("_")[1])
+    )
+    for needed, present in (("row", "row" in table), ("mu_0", bool(columns))):
+        if not present:
+            raise InputError(path, needed, "a column of train-vae's latent table", "absent")
+    table = table.sort_values("row")
+    rows = table["row"].to_numpy(dtype=np.int64)
+    expected = np.sort(np.asarray(expected_rows, dtype=np.int64))
+    if len(rows) != len(expected) or not np.array_equal(rows, expected):
+        missing = np.setdiff1d(expected, rows)
+        extra = np.setdiff1d(rows, expected)
+        raise InputError(
+            path,
+            "row",
+            f"the {len(expected)} particles of the half set",
+            f"{len(rows)} rows ({len(missing)} of the half set missing, {len(extra)} others)",
+            "Was it written by train-vae for this half set and this STAR file?",
+        )
+    values = torch.as_tensor(table[columns].to_numpy(dtype=np.float32))
+    if not bool(torch.isfinite(values).all()):
+        raise InputError(path, "mu_*", "finite latent values", "NaN or infinite values")
+    validation = (
+        table["validation"].to_numpy().astype(bool)
+        if "validation" in table
+        else np.zeros(len(rows), bool)
+    )
+    return LatentTable(rows, values, validation)

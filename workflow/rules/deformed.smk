@@ -1,0 +1,183 @@
+"""Improved half maps: the particles brought back through each half set's own motions."""
+
+DEFORMED = CFG["deformed"]
+SHARDS = list(range(1, DEFORMED["shards"] + 1))
+USE_INVERSE = DEFORMED["method"] == "inverse"
+
+
+def inverse_model(wildcards):
+    """The half set's inverse network when deformed.method is inverse, else nothing."""
+    return [f"{OUT}/inverse/half{wildcards.half}.pt"] if USE_INVERSE else []
+
+
+def inverse_flag(wildcards, input):
+    return optional_flag("inverse-model", input.inverse[0] if input.inverse else None)
+
+
+rule fit_inverse:
+    input:
+        model=f"{OUT}/vae/half{{half}}/model.pt",
+        latents=f"{OUT}/vae/half{{half}}/latents.csv",
+    output:
+        model=f"{OUT}/inverse/half{{half}}.pt",
+        json=f"{OUT}/inverse/half{{half}}.json",
+        record=f"{RECORDS}/fit_inverse_half{{half}}.json",
+    log:
+        f"{LOGS}/fit_inverse_half{{half}}.log",
+    benchmark:
+        f"{BENCH}/fit_inverse_half{{half}}.tsv"
+    conda:
+        "../../envs/dynamight.yaml"
+    threads: threads_for("fit_inverse")
+    resources:
+        **stage_resources("fit_inverse", resumes=True),
+    params:
+        bad_input=bad_input_mark("fit_inverse"),
+        settings=flags("inverse"),
+        checkpoint_dir=f"{CHECKPOINTS}/fit_inverse_half{{half}}",
+        version=VERSION,
+    shell:
+        unless_bad_input(
+            "python -m dynamight_core fit-inverse --model {input.model} --latents {input.latents}"
+            " {params.settings} --checkpoint-dir {params.checkpoint_dir} --threads {threads}"
+            " --out-model {output.model} --out-json {output.json}"
+            " --record {output.record} > {log} 2>&1"
+        )
+
+
+rule backproject_deformed:
+    input:
+        star=STAR,
+        stacks=STACKS,
+        halves=f"{OUT}/halves.csv",
+        model=f"{OUT}/vae/half{{half}}/model.pt",
+        latents=f"{OUT}/vae/half{{half}}/latents.csv",
+        inverse=inverse_model,
+    output:
+        sums=f"{OUT}/deformed/half{{half}}/shard{{shard}}.pt",
+        record=f"{RECORDS}/backproject_deformed_half{{half}}_shard{{shard}}.json",
+    log:
+        f"{LOGS}/backproject_deformed_half{{half}}_shard{{shard}}.log",
+    benchmark:
+        f"{BENCH}/backproject_deformed_half{{half}}_shard{{shard}}.tsv"
+    conda:
+        "../../envs/dynamight.yaml"
+    threads: threads_for("backproject_deformed")
+    resources:
+        **stage_resources("backproject_deformed", resumes=True),
+    params:
+        bad_input=bad_input_mark("backproject_deformed"),
+        settings=flags(
+            "deformed",
+            only=(
+                "method",
+                "control_grid",
+                "shards",
+                "batch_size",
+                "checkpoint_every",
+            ),
+        ),
+        project_root=optional_flag("project-root", INPUTS["project_root"]),
+        inverse=inverse_flag,
+        checkpoint_dir=f"{CHECKPOINTS}/backproject_deformed_half{{half}}_shard{{shard}}",
+        version=VERSION,
+    shell:
+        unless_bad_input(
+            "python -m dynamight_core backproject-deformed --star {input.star}"
+            " {params.project_root} --halves {input.halves} --half {wildcards.half}"
+            " --model {input.model} --latents {input.latents} {params.inverse}"
+            " {params.settings} --shard {wildcards.shard}"
+            " --checkpoint-dir {params.checkpoint_dir} --threads {threads}"
+            " --out-sums {output.sums} --record {output.record} > {log} 2>&1"
+        )
+
+
+rule solve_deformed:
+    input:
+        star=STAR,
+        stacks=STACKS,
+        halves=f"{OUT}/halves.csv",
+        model=f"{OUT}/vae/half{{half}}/model.pt",
+        latents=f"{OUT}/vae/half{{half}}/latents.csv",
+        inverse=inverse_model,
+        sums=expand(f"{OUT}/deformed/half{{{{half}}}}/shard{{shard}}.pt", shard=SHARDS),
+    output:
+        map=f"{OUT}/deformed/half{{half}}.mrc",
+        history=f"{OUT}/deformed/half{{half}}/solve.tsv",
+        iterations=f"{OUT}/deformed/half{{half}}/iterations.pt",
+        record=f"{RECORDS}/solve_deformed_half{{half}}.json",
+    log:
+        f"{LOGS}/solve_deformed_half{{half}}.log",
+    benchmark:
+        f"{BENCH}/solve_deformed_half{{half}}.tsv"
+    conda:
+        "../../envs/dynamight.yaml"
+    threads: threads_for("solve_deformed")
+    resources:
+        **stage_resources("solve_deformed", resumes=True),
+    params:
+        bad_input=bad_input_mark("solve_deformed"),
+        settings=flags(
+            "deformed",
+            only=("method", "control_grid", "batch_size", "iterations", "tau2_fudge"),
+        ),
+        project_root=optional_flag("project-root", INPUTS["project_root"]),
+        inverse=inverse_flag,
+        checkpoint_dir=f"{CHECKPOINTS}/solve_deformed_half{{half}}",
+        version=VERSION,
+    shell:
+        unless_bad_input(
+            "python -m dynamight_core solve-deformed --star {input.star}"
+            " {params.project_root} --halves {input.halves} --half {wildcards.half}"
+            " --model {input.model} --latents {input.latents} {params.inverse}"
+            " --sums {input.sums} {params.settings}"
+            " --checkpoint-dir {params.checkpoint_dir} --threads {threads}"
+            " --out-map {output.map} --out-history {output.history}"
+            " --out-iterations {output.iterations} --record {output.record} > {log} 2>&1"
+        )
+
+
+rule fsc_deformed:
+    input:
+        halves=expand(f"{OUT}/deformed/half{{half}}.mrc", half=HALVES),
+        iterations=expand(f"{OUT}/deformed/half{{half}}/iterations.pt", half=HALVES),
+        consensus=expand(f"{OUT}/consensus/half{{half}}.mrc", half=HALVES),
+        consensus_full=f"{OUT}/consensus/full.mrc",
+        extra=optional_inputs(
+            INPUTS["mask"], INPUTS["reference_map"], INPUTS["reference_state"]
+        ),
+    output:
+        full=f"{OUT}/deformed/full.mrc",
+        tsv=f"{OUT}/deformed/fsc.tsv",
+        json=f"{OUT}/deformed/fsc.json",
+        png=report(
+            f"{OUT}/deformed/fsc.png",
+            caption="../report/fsc_deformed.rst",
+            category="Resolution",
+        ),
+        summary=f"{OUT}/deformed/summary.txt",
+        record=f"{RECORDS}/fsc_deformed.json",
+    log:
+        f"{LOGS}/fsc_deformed.log",
+    benchmark:
+        f"{BENCH}/fsc_deformed.tsv"
+    conda:
+        "../../envs/dynamight.yaml"
+    threads: threads_for("fsc_deformed")
+    resources:
+        **stage_resources("fsc_deformed"),
+    params:
+        bad_input=bad_input_mark("fsc_deformed"),
+        mask=optional_flag("mask", INPUTS["mask"]),
+        reference=optional_flag("reference", INPUTS["reference_map"]),
+        state=optional_flag("reference-state", INPUTS["reference_state"]),
+        version=VERSION,
+    shell:
+        unless_bad_input(
+            "python -m dynamight_core fsc-deformed --half-maps {input.halves}"
+            " --iterations {input.iterations} --consensus-half-maps {input.consensus}"
+            " --consensus-full {input.consensus_full} {params.mask} {params.reference} {params.state}"
+            " --out-full {output.full} --out-tsv {output.tsv} --out-json {output.json}"
+            " --out-png {output.png} --out-summary {output.summary}"
+            " --record {output.record} > {log} 2>&1"
+        )
