@@ -14,6 +14,7 @@ BENCHMARKS = [
     "bench_cryodrgn.py",
     "bench_gaussians.py",
     "bench_vae.py",
+    "bench_deformed_speed.py",
 ]
 
 
