@@ -175,6 +175,18 @@ def config_json():
 
 
 HALVES = (1, 2)
+SHARDS = list(range(1, CFG["deformed"]["shards"] + 1))
+USE_INVERSE = CFG["deformed"]["method"] == "inverse"
+
+
+def inverse_model(wildcards):
+    """The half set's inverse network when deformed.method is inverse, else nothing."""
+    return [f"{OUT}/inverse/half{wildcards.half}.pt"] if USE_INVERSE else []
+
+
+def inverse_flag(wildcards, input):
+    """``--inverse-model`` for the stages that bring images back through it."""
+    return optional_flag("inverse-model", input.inverse[0] if input.inverse else None)
 
 
 wildcard_constraints:
@@ -210,11 +222,11 @@ def stage_records():
         *[
             f"{RECORDS}/backproject_deformed_half{half}_shard{shard}.json"
             for half in HALVES
-            for shard in range(1, CFG["deformed"]["shards"] + 1)
+            for shard in SHARDS
         ],
         *(
             [f"{RECORDS}/fit_inverse_half{half}.json" for half in HALVES]
-            if CFG["deformed"]["method"] == "inverse"
+            if USE_INVERSE
             else []
         ),
     ]

@@ -1,18 +1,5 @@
 """Improved half maps: the particles brought back through each half set's own motions."""
 
-DEFORMED = CFG["deformed"]
-SHARDS = list(range(1, DEFORMED["shards"] + 1))
-USE_INVERSE = DEFORMED["method"] == "inverse"
-
-
-def inverse_model(wildcards):
-    """The half set's inverse network when deformed.method is inverse, else nothing."""
-    return [f"{OUT}/inverse/half{wildcards.half}.pt"] if USE_INVERSE else []
-
-
-def inverse_flag(wildcards, input):
-    return optional_flag("inverse-model", input.inverse[0] if input.inverse else None)
-
 
 rule fit_inverse:
     input:
