@@ -37,6 +37,8 @@ demo: $(STAMP)
 	@echo "demo finished: see results/consensus/fsc.json, results/vae/half*/latents.csv and training.png, results/deformed/fsc.json, results/provenance.json"
 	@echo "improved (deformed) maps beside the consensus, FSC to the simulation's truth:"
 	@cat results/deformed/summary.txt
+	@echo "validation report: results/report.html (open it in a browser; numbers in results/summary.json)"
+	@cat results/report/summary.txt
 
 # style, types (mypy, settings in pyproject.toml) and the allowed imports between packages
 # (import-linter contracts in pyproject.toml; docs/architecture.md explains the layers)
@@ -55,4 +57,5 @@ bench: $(STAMP)
 clean-demo:
 	rm -rf results/simulated results/consensus results/logs results/records results/benchmarks \
 		results/.checkpoints results/halves.csv results/provenance.json results/gaussians results/vae \
-		results/inverse results/deformed
+		results/inverse results/deformed results/null results/postprocess results/local_resolution \
+		results/latent results/report results/report.html results/summary.json

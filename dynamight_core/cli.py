@@ -39,6 +39,11 @@ STAGES = {
     "backproject-deformed": "dynamight_core.stages.backproject_deformed",
     "solve-deformed": "dynamight_core.stages.solve_deformed",
     "fsc-deformed": "dynamight_core.stages.fsc_deformed",
+    "make-mask": "dynamight_core.stages.make_mask",
+    "postprocess": "dynamight_core.stages.postprocess",
+    "local-resolution": "dynamight_core.stages.local_resolution",
+    "latent-space": "dynamight_core.stages.latent_space",
+    "report": "dynamight_core.stages.report",
     "provenance": "dynamight_core.stages.provenance",
 }
 

@@ -81,8 +81,9 @@ SCHEMA: dict[str, Any] = {
         ),
         "mask": Key(
             "path",
-            "results/simulated/mask.mrc",
-            "soft mask for the masked FSC (null: none)",
+            None,
+            "soft mask for post-processing, the masked FSC and local resolution (null: made "
+            "from the consensus map, settings postprocess.mask_*)",
             nullable=True,
             must_exist=True,
         ),
@@ -360,6 +361,81 @@ SCHEMA: dict[str, Any] = {
         "batch_size": Key("int", 32, "particles per batch", 1),
         "checkpoint_every": Key("int", 16, "save the backprojection every N batches", 1),
     },
+    "postprocess": {
+        "mask_threshold": Key(
+            "float",
+            None,
+            "density level of the low-passed consensus map that the mask encloses (null: "
+            "automatic, from the map's noise level); used when inputs.mask is null",
+            nullable=True,
+        ),
+        "mask_lowpass_a": Key(
+            "float", 15.0, "low-pass of the consensus map before thresholding, in Å", 0.0
+        ),
+        "mask_extend_a": Key("float", 3.0, "growth of the thresholded region, in Å", 0.0),
+        "mask_soft_edge_a": Key("float", 6.0, "width of the mask's raised-cosine edge, in Å", 0.0),
+        "randomise_at_fsc": Key(
+            "float",
+            0.8,
+            "phases are randomised beyond the shell where the unmasked FSC first falls below "
+            "this (RELION's post-processing)",
+            0.0,
+            1.0,
+        ),
+        "guinier_from_a": Key(
+            "float",
+            10.0,
+            "lowest resolution of the Guinier fit, in Å; the fit runs to the map's "
+            "resolution (FSC 0.143)",
+            0.0,
+            above_minimum=True,
+        ),
+        "bfactor_a2": Key(
+            "float",
+            None,
+            "B-factor in Å² the sharpening undoes (positive: sharpen; null: the Guinier fit's)",
+            nullable=True,
+        ),
+    },
+    "local_resolution": {
+        "window_px": Key(
+            "int", 20, "edge of the cubic window of the local FSC, in pixels (even)", 8, 256
+        ),
+        "step_px": Key("int", 4, "spacing of the window centres, in pixels", 1, 64),
+        "threshold": Key("float", 0.143, "FSC level that defines the local resolution", 0.0, 1.0),
+    },
+    "report": {
+        "null_control": Key(
+            "bool",
+            True,
+            "also reconstruct the null control: the deformed maps with each particle's "
+            "latent replaced by a random other particle's (costs one more deformed "
+            "reconstruction)",
+        ),
+        "null_seed": Key("int", 0, "seed of the null control's latent shuffle", 0),
+        "significance_z": Key(
+            "float",
+            3.0,
+            "standard errors by which the deformed maps' masked FSC area must exceed the "
+            "null control's and the consensus's for the report to call the gain significant",
+            0.0,
+        ),
+        "regions": Key(
+            "int",
+            6,
+            "spatial regions (k-means of the pseudo-atoms) of the motion-reliability table",
+            1,
+            64,
+        ),
+        "negative_control": Key(
+            "path",
+            None,
+            "summary.json of this workflow run on data without motion, shown as the "
+            "negative control (null: none)",
+            nullable=True,
+            must_exist=True,
+        ),
+    },
     "resources": {
         "simulate": _resources(0, 2, 4000, 30),
         "split_halves": _resources(0, 1, 2000, 10),
@@ -373,6 +449,11 @@ SCHEMA: dict[str, Any] = {
         "backproject_deformed": _resources(1, 4, 16000, 240),
         "solve_deformed": _resources(1, 4, 16000, 480),
         "fsc_deformed": _resources(0, 1, 4000, 10),
+        "make_mask": _resources(0, 1, 4000, 10),
+        "postprocess": _resources(0, 1, 4000, 20),
+        "local_resolution": _resources(1, 4, 16000, 60),
+        "latent_space": _resources(0, 2, 8000, 30),
+        "report": _resources(0, 1, 4000, 10),
     },
     # site settings, used by the SLURM executor (--profile slurm) and ignored by local runs
     "slurm": {

@@ -14,6 +14,7 @@ from workflow_tools import (
     BIN,
     CPU_RULES,
     GPU_RULES,
+    LOCAL_RULES,
     REPO,
     SNAKEMAKE,
     make_workdir,
@@ -97,7 +98,7 @@ def test_slurm_profile_dry_run_from_a_fresh_checkout(
     env, calls = no_cluster
     output = ok(_run([str(SNAKEMAKE), "--profile", "slurm", "-n"], checkout, env))
     assert "Using profile slurm" in output
-    assert set(planned_jobs(output)) == GPU_RULES | CPU_RULES | {"provenance", "all"}
+    assert set(planned_jobs(output)) == GPU_RULES | CPU_RULES | LOCAL_RULES | {"all"}
     jobs = _resources(output)
     for rule in GPU_RULES | CPU_RULES:
         for job in jobs[rule]:

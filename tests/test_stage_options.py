@@ -37,8 +37,19 @@ STAGE_SECTIONS = (
     "vae",
     "inverse",
     "deformed",
+    "postprocess",
+    "local_resolution",
+    "report",
 )
-WORKFLOW_ONLY = {"simulate.out_dir", "gaussians.use_input_mask"}
+# read by the workflow only (report.null_seed reaches the null control's jobs as the run
+# option --shuffle-latents-seed, report.negative_control the report as a file)
+WORKFLOW_ONLY = {
+    "simulate.out_dir",
+    "gaussians.use_input_mask",
+    "report.null_control",
+    "report.null_seed",
+    "report.negative_control",
+}
 SETTINGS_CLASSES = {
     SimulationConfig: "simulate",
     SeedSettings: "gaussians",
@@ -67,6 +78,15 @@ SECTION_STAGES = [
         "solve-deformed",
         ("method", "control_grid", "batch_size", "iterations", "tau2_fudge"),
     ),
+    (
+        "postprocess",
+        "make-mask",
+        ("mask_threshold", "mask_lowpass_a", "mask_extend_a", "mask_soft_edge_a"),
+    ),
+    ("postprocess", "postprocess", ("randomise_at_fsc", "guinier_from_a", "bfactor_a2")),
+    ("local_resolution", "local-resolution", None),
+    ("report", "deformation-error", ("regions",)),
+    ("report", "report", ("significance_z",)),
 ]
 
 
@@ -147,7 +167,8 @@ def _changed(spec: Key) -> object:
     if spec.kind == "int":
         return (spec.default or int(spec.minimum or 1)) + 1
     if spec.kind == "float":
-        return (spec.default or float(spec.minimum or 1.0)) * 1.5
+        value = (spec.default or float(spec.minimum or 1.0)) * 1.5
+        return value if spec.maximum is None or value <= spec.maximum else value / 3.0
     return spec.default
 
 

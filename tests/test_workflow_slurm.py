@@ -19,12 +19,14 @@ from workflow_tools import CPU_RULES, GPU_RULES, REPO, make_workdir, ok, snakema
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 
-# the training stages shortened (the demo's data and consensus stay as in ``local_run``)
+# the training stages shortened (the demo's data and consensus stay as in ``local_run``);
+# the null control's jobs are the same rules as the real run's (local_run runs them)
 SHORT_TRAINING = """\
 gaussians: {iterations: 100}
 warmup: {epochs: 1}
 vae: {max_epochs: 1, refine_steps: 1, track_steps: 1}
 deformed: {shards: 2}
+report: {null_control: false}
 """
 
 
@@ -106,8 +108,9 @@ def test_demo_through_slurm(slurm_cluster: None, local_run: Path, tmp_path: Path
 
     jobs = _accounting(since)
     assert set(jobs) == GPU_RULES | CPU_RULES, jobs
-    for rule in ("fit_consensus", "warmup", "train_vae", "solve_deformed"):
+    for rule in ("fit_consensus", "warmup", "train_vae", "solve_deformed", "latent_space"):
         assert len(jobs[rule]) == 2, rule  # one job per half set
+    assert len(jobs["postprocess"]) == 2  # the consensus and the deformed half maps
     assert len(jobs["backproject_deformed"]) == 4  # two shards per half set, each a job
     for rule, rule_jobs in jobs.items():
         gpu = rule in GPU_RULES

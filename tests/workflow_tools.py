@@ -17,9 +17,11 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 SNAKEMAKE = BIN / "snakemake"
 # every stage fits the 2-CPU test machines (and the one-node test cluster, whose memory
-# is that of the machine): the demo needs under 1 GB per job
+# is that of the machine): the demo needs under 1 GB per job. One thread per job, so that
+# two jobs (the half sets) run side by side: faster on 2 cores than one 2-thread job at a
+# time (torch's second thread gains less than a second job)
 STAGES = dict.fromkeys(key.split(".")[1] for key, _ in describe() if key.startswith("resources."))
-CI_OVERLAY = "resources:\n" + "".join(f"  {stage}: {{cpus: 2, mem_mb: 3000}}\n" for stage in STAGES)
+CI_OVERLAY = "resources:\n" + "".join(f"  {stage}: {{cpus: 1, mem_mb: 3000}}\n" for stage in STAGES)
 
 
 # the workflow's rules by what they ask SLURM for (deformed.method adjoint: no fit_inverse)
@@ -31,8 +33,19 @@ GPU_RULES = {
     "deformation_error",
     "backproject_deformed",
     "solve_deformed",
+    "local_resolution",
 }
-CPU_RULES = {"simulate", "split_halves", "fsc_consensus", "fsc_deformed"}
+CPU_RULES = {
+    "simulate",
+    "split_halves",
+    "fsc_consensus",
+    "fsc_deformed",
+    "make_mask",
+    "postprocess",
+    "latent_space",
+}
+# rules that run where snakemake runs (localrules), never as SLURM jobs
+LOCAL_RULES = {"provenance", "report"}
 
 
 def kill_at_first_checkpoint(command: list[str], checkpoint: Path, timeout_s: float = 300) -> None:

@@ -36,6 +36,33 @@ class LatentTable:
         table[torch.from_numpy(np.array(self.rows))] = self.latents
         return table
 
+    def shuffled(self, seed: int) -> LatentTable:
+        """The same rows, each with the latent of a random other particle of the table.
+
+        The null control: a derangement (no particle keeps its own latent) drawn with
+        ``seed``, so the motions stay those the half set found but are decoupled from the
+        images they were found in.
+        """
+        order = derangement(len(self.rows), seed)
+        return LatentTable(self.rows, self.latents[torch.from_numpy(order)], self.validation)
+
+
+def derangement(n: int, seed: int) -> np.ndarray:
+    """`(n,)` a random permutation of ``0..n-1`` without fixed points (n >= 2).
+
+    A random permutation whose fixed points swap values with their next neighbour (a swap
+    never makes a new fixed point): close enough to uniform for a control, deterministic for
+    ``seed``.
+    """
+    if n < 2:
+        raise ValueError(f"a derangement needs at least 2 elements, got {n}")
+    order = np.random.default_rng(seed).permutation(n)
+    for index in range(n):
+        if order[index] == index:
+            other = (index + 1) % n
+            order[index], order[other] = order[other], order[index]
+    return order
+
 
 def read_latent_table(path: str | Path, expected_rows: np.ndarray) -> LatentTable:
     """Read ``path`` and check that it holds exactly ``expected_rows`` (the half set).

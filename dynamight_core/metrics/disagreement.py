@@ -36,3 +36,29 @@ def disagreement(first_a: np.ndarray, second_a: np.ndarray) -> Disagreement:
     per_particle = np.sqrt((centred**2).sum(-1).mean(1))
     amplitude = np.sqrt(((first_a - first_a.mean(0)) ** 2).sum(-1).mean(1))
     return Disagreement(per_particle, raw, amplitude)
+
+
+@dataclass(frozen=True)
+class PointReliability:
+    """Per-point motion and its error over the same P particles (Å).
+
+    Attributes
+    ----------
+    motion_a
+        `(M,)` RMS over particles of the first estimate's displacement about its mean.
+    error_a
+        `(M,)` RMS over particles of the two estimates' difference about its mean.
+    """
+
+    motion_a: np.ndarray
+    error_a: np.ndarray
+
+
+def point_reliability(first_a: np.ndarray, second_a: np.ndarray) -> PointReliability:
+    """Per point of `(P, M, 3)` displacements (Å): how far it moves and how well we know it."""
+    difference = first_a - second_a
+    centred = difference - difference.mean(axis=0, keepdims=True)
+    moving = first_a - first_a.mean(axis=0, keepdims=True)
+    return PointReliability(
+        np.sqrt((moving**2).sum(-1).mean(0)), np.sqrt((centred**2).sum(-1).mean(0))
+    )

@@ -38,6 +38,14 @@ def add_deformed_inputs(parser: argparse.ArgumentParser) -> None:
         "this half set's inverse network (fit-inverse), for --method inverse",
         default=None,
     )
+    add_run_argument(
+        parser,
+        "--shuffle-latents-seed",
+        "the null control: give each particle a random other particle's latent from this "
+        "half set, drawn with this seed (the workflow's null maps; config report.null_seed)",
+        type=int,
+        default=None,
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -88,7 +96,8 @@ def run(args: argparse.Namespace) -> None:
         geometry.projector.support.radius_px,
     )
     settings = {
-        key: getattr(args, key) for key in ("method", "control_grid", "shards", "shard", "half")
+        key: getattr(args, key)
+        for key in ("method", "control_grid", "shards", "shard", "half", "shuffle_latents_seed")
     }
     checkpointer = stage_checkpointer(
         args,

@@ -6,6 +6,7 @@ Imported inside ``run`` (it imports torch); the options live in :mod:`.options`.
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,6 +23,8 @@ from dynamight_core.io.files import sha256_file
 from dynamight_core.io.stacks import validate_stacks
 from dynamight_core.io.star import ParticleSet, read_particles
 from dynamight_core.models.gaussians import GaussianModel
+
+logger = logging.getLogger(__name__)
 
 
 def compute_device(args: argparse.Namespace) -> torch.device:
@@ -125,7 +128,14 @@ def deformed_geometry(
     check_model_matches_particles(args.model, vae.model.consensus, particles)
     if vae.half != args.half:
         raise InputError(args.model, "half", f"a model of half set {args.half}", str(vae.half))
-    latents = read_latent_table(args.latents, rows).by_row(len(particles.euler_deg))
+    table = read_latent_table(args.latents, rows)
+    if args.shuffle_latents_seed is not None:
+        logger.info(
+            "null control: each particle takes a random other particle's latent (seed %d)",
+            args.shuffle_latents_seed,
+        )
+        table = table.shuffled(args.shuffle_latents_seed)
+    latents = table.by_row(len(particles.euler_deg))
     inverse = None
     if args.method == "inverse":
         if not args.inverse_model:

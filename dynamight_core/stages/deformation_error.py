@@ -5,7 +5,9 @@ them is read by both halves' models (latent refined against its own image) and b
 displacement fields are evaluated at the same points (half set 1's consensus Gaussians).
 Their difference estimates the error of the estimated motions, as in DynaMight; a
 constant offset per point (the two consensus references need not be the same state) is
-removed first, and also reported. This is an evaluation: it feeds no map.
+removed first, and also reported. This is an evaluation: it feeds no map. Per
+pseudo-atom, the RMS motion and the RMS disagreement over the same particles say where on
+the model the motion is reliable, also per spatial region (k-means, ``report.regions``).
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_section_arguments(parser, "vae", only=("batch_size",))
     add_file_argument(parser, "--out-json", "summary of the disagreement (JSON)")
     add_file_argument(parser, "--out-tsv", "error per validation particle (TSV)")
+    add_section_arguments(parser, "report", only=("regions",))
+    add_file_argument(parser, "--out-gaussians", "motion, error and region per pseudo-atom (TSV)")
+    add_file_argument(parser, "--out-png", "motion and error drawn on the model (PNG)")
     add_compute_arguments(parser)
 
 
@@ -43,7 +48,9 @@ def run(args: argparse.Namespace) -> None:
     from dynamight_core.data.halves import read_split
     from dynamight_core.io.files import atomic_path, write_json_atomic
     from dynamight_core.io.stacks import ImageSource
-    from dynamight_core.metrics.disagreement import disagreement
+    from dynamight_core.metrics.disagreement import disagreement, point_reliability
+    from dynamight_core.report.figures import plot_on_model
+    from dynamight_core.report.motion import region_table, spatial_regions
     from dynamight_core.stages.common import compute_device, read_checked_particles
     from dynamight_core.training.half_set_vae import load_half_set_vae
     from dynamight_core.training.vae_steps import displacements_at
@@ -61,6 +68,10 @@ def run(args: argparse.Namespace) -> None:
     first, second = (displacements_at(vae, reader, rows, points) for vae in vaes)
     source.close()
     result = disagreement(first, second)
+    per_point = point_reliability(first, second)
+    positions = points.cpu().numpy() * vaes[0].model.consensus.box_a
+    regions = spatial_regions(positions, args.regions)
+    table_regions = region_table(positions, regions, per_point.motion_a, per_point.error_a)
     summary = {
         "validation_particles": len(rows),
         "median_error_a": round(float(np.median(result.error_a)), 4),
@@ -69,6 +80,7 @@ def run(args: argparse.Namespace) -> None:
         "median_motion_a": round(float(np.median(result.motion_a)), 4),
         "definition": "RMS over half set 1's consensus Gaussians of the difference of the two "
         "halves' displacements, after removing each point's mean difference",
+        "regions": table_regions,
     }
     logger.info(
         "half sets disagree by %.2f Å (median over %d validation particles; motion %.2f Å)",
@@ -87,4 +99,24 @@ def run(args: argparse.Namespace) -> None:
     )
     with atomic_path(args.out_tsv) as tmp:
         table.to_csv(tmp, sep="\t", index=False, float_format="%.5g")
+    gaussians = pd.DataFrame(
+        {
+            "x_a": positions[:, 0],
+            "y_a": positions[:, 1],
+            "z_a": positions[:, 2],
+            "motion_rms_a": per_point.motion_a,
+            "error_rms_a": per_point.error_a,
+            "region": regions,
+        }
+    )
+    with atomic_path(args.out_gaussians) as tmp:
+        gaussians.to_csv(tmp, sep="\t", index=False, float_format="%.5g")
+    plot_on_model(
+        args.out_png,
+        positions,
+        {
+            "RMS motion": per_point.motion_a,
+            "RMS error (half sets' disagreement)": per_point.error_a,
+        },
+    )
     write_json_atomic(args.out_json, summary)

@@ -51,13 +51,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_file_argument(parser, "--out-summary", "the headline numbers (text)")
 
 
-def fsc_area(values: object) -> float:
-    """Mean FSC over shells 1 .. Nyquist."""
-    import numpy as np
-
-    return float(np.mean(np.asarray(values)[1:]))
-
-
 def run(args: argparse.Namespace) -> None:
     """Compute the curves and write the full map, table, summary and plot."""
     import numpy as np
@@ -66,7 +59,7 @@ def run(args: argparse.Namespace) -> None:
 
     from dynamight_core.io.files import atomic_path, write_json_atomic, write_text_atomic
     from dynamight_core.io.mrc import check_volume_matches, read_volume, write_volume
-    from dynamight_core.metrics.fsc import fsc, masked_fsc
+    from dynamight_core.metrics.fsc import fsc, fsc_area, masked_fsc
     from dynamight_core.metrics.plots import plot_fsc
 
     deformed = [read_volume(path) for path in args.half_maps]

@@ -40,8 +40,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_compute_arguments(parser)
 
 
-def _read_sums(paths: list[str], device: object) -> object:
-    """The sums of every shard, added; fails naming a file that is not a shard's sums."""
+def _read_sums(paths: list[str], device: object, shuffle_seed: int | None) -> object:
+    """The sums of every shard, added; fails naming a file that is not a shard's sums.
+
+    Each shard must have been made with the same latents: shuffled with ``shuffle_seed``
+    (the null control) or not shuffled (``None``).
+    """
     import torch
 
     from dynamight_core.errors import InputError
@@ -53,6 +57,15 @@ def _read_sums(paths: list[str], device: object) -> object:
         payload = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(payload, dict) or payload.get("kind") != SUMS_KIND:
             raise InputError(path, "kind", "sums from backproject-deformed", "another file")
+        made_with = payload.get("settings", {}).get("shuffle_latents_seed")
+        if made_with != shuffle_seed:
+            raise InputError(
+                path,
+                "settings.shuffle_latents_seed",
+                str(shuffle_seed),
+                str(made_with),
+                "The null control's sums and the real run's must not be mixed.",
+            )
         sums = DeformedSums.from_state(payload["sums"], device)  # type: ignore[arg-type]
         try:
             total = sums if total is None else total.merged(sums)
@@ -85,7 +98,7 @@ def run(args: argparse.Namespace) -> None:
     device = compute_device(args)
     source = ImageSource(particles)
     rows, geometry = deformed_geometry(args, particles, source, device)
-    sums = _read_sums(args.sums, device)
+    sums = _read_sums(args.sums, device, args.shuffle_latents_seed)
     assert isinstance(sums, DeformedSums)
     support = geometry.projector.support
     if not np.array_equal(np.sort(sums.rows), rows):
@@ -103,7 +116,14 @@ def run(args: argparse.Namespace) -> None:
     start = filtered_backprojection(sums, support, particles.pixel_size_a, args.tau2_fudge)
     settings = {
         key: getattr(args, key)
-        for key in ("method", "control_grid", "iterations", "tau2_fudge", "half")
+        for key in (
+            "method",
+            "control_grid",
+            "iterations",
+            "tau2_fudge",
+            "half",
+            "shuffle_latents_seed",
+        )
     }
     checkpointer = stage_checkpointer(
         args,

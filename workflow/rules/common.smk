@@ -189,9 +189,30 @@ def inverse_flag(wildcards, input):
     return optional_flag("inverse-model", input.inverse[0] if input.inverse else None)
 
 
+# the mask of every masked number: the user's, else the one made from the consensus map
+MASK = INPUTS["mask"] or f"{OUT}/postprocess/mask.mrc"
+# the deformed reconstructions: the real run and, when asked, the null control
+RUNS = ["deformed", "null"] if CFG["report"]["null_control"] else ["deformed"]
+# the half-map pairs that are post-processed with that mask
+POSTPROCESSED = ["consensus", *RUNS]
+
+
+def null_control_flag(wildcards):
+    """``--shuffle-latents-seed`` for the null control's jobs, nothing for the real run."""
+    seed = CFG["report"]["null_seed"] if wildcards.run == "null" else None
+    return optional_flag("shuffle-latents-seed", seed)
+
+
+def postprocessed(kind):
+    """One output of stage postprocess for every post-processed pair, in report order."""
+    return expand(f"{OUT}/postprocess/{{label}}/{kind}", label=POSTPROCESSED)
+
+
 wildcard_constraints:
     half="1|2",
     shard=r"\d+",
+    run="deformed|null",
+    label="consensus|deformed|null",
 
 
 def final_outputs():
@@ -202,25 +223,32 @@ def final_outputs():
         f"{OUT}/vae/deformation_error.json",
         f"{OUT}/deformed/fsc.json",
         f"{OUT}/provenance.json",
+        f"{OUT}/report.html",
+        f"{OUT}/summary.json",
     ]
 
 
 def stage_records():
     """Run records of every stage that makes the final outputs."""
-    per_half = ("fit_consensus", "warmup", "train_vae", "solve_deformed")
+    per_half = ("fit_consensus", "warmup", "train_vae", "latent_space")
     return [
         f"{RECORDS}/split_halves.json",
         f"{RECORDS}/reconstruct_consensus.json",
         f"{RECORDS}/fsc_consensus.json",
         f"{RECORDS}/deformation_error.json",
         f"{RECORDS}/fsc_deformed.json",
+        f"{RECORDS}/local_resolution.json",
+        *([] if INPUTS["mask"] else [f"{RECORDS}/make_mask.json"]),
+        *[f"{RECORDS}/postprocess_{label}.json" for label in POSTPROCESSED],
         *[
             f"{RECORDS}/{stage}_half{half}.json"
             for stage in per_half
             for half in HALVES
         ],
+        *[f"{RECORDS}/solve_{run}_half{half}.json" for run in RUNS for half in HALVES],
         *[
-            f"{RECORDS}/backproject_deformed_half{half}_shard{shard}.json"
+            f"{RECORDS}/backproject_{run}_half{half}_shard{shard}.json"
+            for run in RUNS
             for half in HALVES
             for shard in SHARDS
         ],

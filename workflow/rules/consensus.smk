@@ -41,7 +41,8 @@ rule fsc_consensus:
         half1=f"{OUT}/consensus/half1.mrc",
         half2=f"{OUT}/consensus/half2.mrc",
         full=f"{OUT}/consensus/full.mrc",
-        extra=optional_inputs(INPUTS["mask"], INPUTS["reference_map"]),
+        mask=MASK,
+        extra=optional_inputs(INPUTS["reference_map"]),
     output:
         tsv=f"{OUT}/consensus/fsc.tsv",
         json=f"{OUT}/consensus/fsc.json",
@@ -62,13 +63,12 @@ rule fsc_consensus:
         **stage_resources("fsc_consensus"),
     params:
         bad_input=bad_input_mark("fsc_consensus"),
-        mask=optional_flag("mask", INPUTS["mask"]),
         reference=optional_flag("reference", INPUTS["reference_map"]),
         version=VERSION,
     shell:
         unless_bad_input(
             "python -m dynamight_core fsc --half1 {input.half1} --half2 {input.half2}"
-            " --full {input.full} {params.mask} {params.reference} --label consensus"
+            " --full {input.full} --mask {input.mask} {params.reference} --label consensus"
             " --out-tsv {output.tsv} --out-json {output.json} --out-png {output.png}"
             " --record {output.record} > {log} 2>&1"
         )

@@ -1,4 +1,8 @@
-"""Improved half maps: the particles brought back through each half set's own motions."""
+"""Improved half maps: the particles brought back through each half set's own motions.
+
+Wildcard ``run``: ``deformed`` (the real run) or ``null`` (the null control: the same
+reconstruction with each particle's latent replaced by another's, report.null_control).
+"""
 
 
 rule fit_inverse:
@@ -41,12 +45,12 @@ rule backproject_deformed:
         latents=f"{OUT}/vae/half{{half}}/latents.csv",
         inverse=inverse_model,
     output:
-        sums=f"{OUT}/deformed/half{{half}}/shard{{shard}}.pt",
-        record=f"{RECORDS}/backproject_deformed_half{{half}}_shard{{shard}}.json",
+        sums=f"{OUT}/{{run}}/half{{half}}/shard{{shard}}.pt",
+        record=f"{RECORDS}/backproject_{{run}}_half{{half}}_shard{{shard}}.json",
     log:
-        f"{LOGS}/backproject_deformed_half{{half}}_shard{{shard}}.log",
+        f"{LOGS}/backproject_{{run}}_half{{half}}_shard{{shard}}.log",
     benchmark:
-        f"{BENCH}/backproject_deformed_half{{half}}_shard{{shard}}.tsv"
+        f"{BENCH}/backproject_{{run}}_half{{half}}_shard{{shard}}.tsv"
     conda:
         "../../envs/dynamight.yaml"
     threads: threads_for("backproject_deformed")
@@ -66,13 +70,14 @@ rule backproject_deformed:
         ),
         project_root=optional_flag("project-root", INPUTS["project_root"]),
         inverse=inverse_flag,
-        checkpoint_dir=f"{CHECKPOINTS}/backproject_deformed_half{{half}}_shard{{shard}}",
+        null=null_control_flag,
+        checkpoint_dir=f"{CHECKPOINTS}/backproject_{{run}}_half{{half}}_shard{{shard}}",
         version=VERSION,
     shell:
         unless_bad_input(
             "python -m dynamight_core backproject-deformed --star {input.star}"
             " {params.project_root} --halves {input.halves} --half {wildcards.half}"
-            " --model {input.model} --latents {input.latents} {params.inverse}"
+            " --model {input.model} --latents {input.latents} {params.inverse} {params.null}"
             " {params.settings} --shard {wildcards.shard}"
             " --checkpoint-dir {params.checkpoint_dir} --threads {threads}"
             " --out-sums {output.sums} --record {output.record} > {log} 2>&1"
@@ -87,16 +92,18 @@ rule solve_deformed:
         model=f"{OUT}/vae/half{{half}}/model.pt",
         latents=f"{OUT}/vae/half{{half}}/latents.csv",
         inverse=inverse_model,
-        sums=expand(f"{OUT}/deformed/half{{{{half}}}}/shard{{shard}}.pt", shard=SHARDS),
+        sums=expand(
+            f"{OUT}/{{{{run}}}}/half{{{{half}}}}/shard{{shard}}.pt", shard=SHARDS
+        ),
     output:
-        map=f"{OUT}/deformed/half{{half}}.mrc",
-        history=f"{OUT}/deformed/half{{half}}/solve.tsv",
-        iterations=f"{OUT}/deformed/half{{half}}/iterations.pt",
-        record=f"{RECORDS}/solve_deformed_half{{half}}.json",
+        map=f"{OUT}/{{run}}/half{{half}}.mrc",
+        history=f"{OUT}/{{run}}/half{{half}}/solve.tsv",
+        iterations=f"{OUT}/{{run}}/half{{half}}/iterations.pt",
+        record=f"{RECORDS}/solve_{{run}}_half{{half}}.json",
     log:
-        f"{LOGS}/solve_deformed_half{{half}}.log",
+        f"{LOGS}/solve_{{run}}_half{{half}}.log",
     benchmark:
-        f"{BENCH}/solve_deformed_half{{half}}.tsv"
+        f"{BENCH}/solve_{{run}}_half{{half}}.tsv"
     conda:
         "../../envs/dynamight.yaml"
     threads: threads_for("solve_deformed")
@@ -110,13 +117,14 @@ rule solve_deformed:
         ),
         project_root=optional_flag("project-root", INPUTS["project_root"]),
         inverse=inverse_flag,
-        checkpoint_dir=f"{CHECKPOINTS}/solve_deformed_half{{half}}",
+        null=null_control_flag,
+        checkpoint_dir=f"{CHECKPOINTS}/solve_{{run}}_half{{half}}",
         version=VERSION,
     shell:
         unless_bad_input(
             "python -m dynamight_core solve-deformed --star {input.star}"
             " {params.project_root} --halves {input.halves} --half {wildcards.half}"
-            " --model {input.model} --latents {input.latents} {params.inverse}"
+            " --model {input.model} --latents {input.latents} {params.inverse} {params.null}"
             " --sums {input.sums} {params.settings}"
             " --checkpoint-dir {params.checkpoint_dir} --threads {threads}"
             " --out-map {output.map} --out-history {output.history}"
@@ -130,9 +138,8 @@ rule fsc_deformed:
         iterations=expand(f"{OUT}/deformed/half{{half}}/iterations.pt", half=HALVES),
         consensus=expand(f"{OUT}/consensus/half{{half}}.mrc", half=HALVES),
         consensus_full=f"{OUT}/consensus/full.mrc",
-        extra=optional_inputs(
-            INPUTS["mask"], INPUTS["reference_map"], INPUTS["reference_state"]
-        ),
+        mask=MASK,
+        extra=optional_inputs(INPUTS["reference_map"], INPUTS["reference_state"]),
     output:
         full=f"{OUT}/deformed/full.mrc",
         tsv=f"{OUT}/deformed/fsc.tsv",
@@ -155,7 +162,6 @@ rule fsc_deformed:
         **stage_resources("fsc_deformed"),
     params:
         bad_input=bad_input_mark("fsc_deformed"),
-        mask=optional_flag("mask", INPUTS["mask"]),
         reference=optional_flag("reference", INPUTS["reference_map"]),
         state=optional_flag("reference-state", INPUTS["reference_state"]),
         version=VERSION,
@@ -163,7 +169,8 @@ rule fsc_deformed:
         unless_bad_input(
             "python -m dynamight_core fsc-deformed --half-maps {input.halves}"
             " --iterations {input.iterations} --consensus-half-maps {input.consensus}"
-            " --consensus-full {input.consensus_full} {params.mask} {params.reference} {params.state}"
+            " --consensus-full {input.consensus_full} --mask {input.mask} {params.reference}"
+            " {params.state}"
             " --out-full {output.full} --out-tsv {output.tsv} --out-json {output.json}"
             " --out-png {output.png} --out-summary {output.summary}"
             " --record {output.record} > {log} 2>&1"

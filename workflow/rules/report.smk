@@ -3,6 +3,7 @@
 
 localrules:
     provenance,
+    report,
 
 
 rule provenance:
@@ -28,3 +29,53 @@ rule provenance:
         "python -m dynamight_core provenance --config-json {params.config}"
         " --star {input.star} {params.project_root} --inputs {input.extra}"
         " --records {input.records} --code-dir {params.code_dir} --out {output} > {log} 2>&1"
+
+
+rule report:
+    input:
+        postprocess_json=postprocessed("postprocess.json"),
+        postprocess_png=postprocessed("postprocess.png"),
+        postprocess_tsv=postprocessed("fsc.tsv"),
+        local_json=f"{OUT}/local_resolution/local_resolution.json",
+        local_png=f"{OUT}/local_resolution/local_resolution.png",
+        error_json=f"{OUT}/vae/deformation_error.json",
+        error_png=f"{OUT}/vae/deformation_error.png",
+        latent_json=expand(f"{OUT}/latent/half{{half}}/latent_space.json", half=HALVES),
+        latent_png=expand(f"{OUT}/latent/half{{half}}/latent_space.png", half=HALVES),
+        displacement_png=expand(
+            f"{OUT}/latent/half{{half}}/displacement.png", half=HALVES
+        ),
+        training_png=expand(f"{OUT}/vae/half{{half}}/training.png", half=HALVES),
+        fsc_json=f"{OUT}/deformed/fsc.json",
+        fsc_png=f"{OUT}/deformed/fsc.png",
+        provenance=f"{OUT}/provenance.json",
+        mask=MASK,
+        negative=optional_inputs(CFG["report"]["negative_control"]),
+    output:
+        html=report(
+            f"{OUT}/report.html",
+            caption="../report/validation_report.rst",
+            category="Validation report",
+        ),
+        summary=f"{OUT}/summary.json",
+        gain=f"{OUT}/report/gain.png",
+        text=f"{OUT}/report/summary.txt",
+    log:
+        f"{LOGS}/report.log",
+    conda:
+        "../../envs/dynamight.yaml"
+    params:
+        negative=optional_flag("negative-control", CFG["report"]["negative_control"]),
+        settings=flags("report", only=("significance_z",)),
+    shell:
+        "python -m dynamight_core report --postprocess-json {input.postprocess_json}"
+        " --postprocess-png {input.postprocess_png} --postprocess-tsv {input.postprocess_tsv}"
+        " --local-resolution-json {input.local_json} --local-resolution-png {input.local_png}"
+        " --deformation-error-json {input.error_json}"
+        " --deformation-error-png {input.error_png} --latent-json {input.latent_json}"
+        " --latent-png {input.latent_png} --displacement-png {input.displacement_png}"
+        " --training-png {input.training_png} --fsc-deformed-json {input.fsc_json}"
+        " --fsc-deformed-png {input.fsc_png} --provenance {input.provenance}"
+        " --mask {input.mask} {params.negative} {params.settings}"
+        " --out-html {output.html} --out-summary {output.summary}"
+        " --out-gain-png {output.gain} --out-text {output.text} > {log} 2>&1"

@@ -54,6 +54,12 @@ rule deformation_error:
     output:
         json=f"{OUT}/vae/deformation_error.json",
         tsv=f"{OUT}/vae/deformation_error.tsv",
+        gaussians=f"{OUT}/vae/deformation_error_gaussians.tsv",
+        png=report(
+            f"{OUT}/vae/deformation_error.png",
+            caption="../report/deformation_error.rst",
+            category="Motion",
+        ),
         record=f"{RECORDS}/deformation_error.json",
     log:
         f"{LOGS}/deformation_error.log",
@@ -67,12 +73,13 @@ rule deformation_error:
     params:
         bad_input=bad_input_mark("deformation_error"),
         settings=flags("vae", only=("batch_size",)),
+        regions=flags("report", only=("regions",)),
         project_root=optional_flag("project-root", INPUTS["project_root"]),
         version=VERSION,
     shell:
         unless_bad_input(
             "python -m dynamight_core deformation-error --star {input.star} {params.project_root}"
-            " --halves {input.halves} --models {input.models} {params.settings}"
-            " --out-json {output.json}"
+            " --halves {input.halves} --models {input.models} {params.settings} {params.regions}"
+            " --out-json {output.json} --out-gaussians {output.gaussians} --out-png {output.png}"
             " --out-tsv {output.tsv} --threads {threads} --record {output.record} > {log} 2>&1"
         )

@@ -1,0 +1,1 @@
+"""The validation report: post-processing, controls, latent space and the HTML page."""

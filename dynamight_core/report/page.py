@@ -1,0 +1,161 @@
+"""The report's sections, in the order a user asks: better map? real motion? then how."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from dynamight_core.report.html import Page, gain_table, json_text, maps_table, regions_table
+
+Figures = Mapping[str, Any]
+
+
+def _better_map(
+    page: Page, summary: Mapping[str, Any], figures: Figures, labels: Sequence[str]
+) -> None:
+    page.heading("Is the map better?")
+    page.paragraph(
+        "Each pair of half maps is post-processed with the same mask (written beside the "
+        f"maps: {figures['mask']}): FSC between the halves inside the mask, corrected for "
+        "the mask's own correlation by phase randomisation, resolution at FSC 0.143, "
+        "Guinier B-factor. The FSC area is the mean FSC over every shell up to Nyquist."
+    )
+    maps_table(page, summary["maps"])
+    gain_table(page, summary["gain"])
+    page.figure(
+        figures["gain"], "Corrected masked FSC between the half maps of each reconstruction."
+    )
+    for label, png in zip(labels, figures["postprocess"], strict=True):
+        page.figure(png, f"Post-processing of the {label} half maps: FSC curves and Guinier plot.")
+    references = figures.get("references")
+    if references is not None:
+        page.figure(
+            figures["references_png"],
+            "FSC of the deformed and consensus maps between halves and against the reference "
+            "maps given in the configuration (inputs.reference_map, inputs.reference_state).",
+        )
+    page.heading("Local resolution", 3)
+    change, maps = summary["gain"], summary["maps"]
+    page.paragraph(
+        f"Median local resolution {maps['consensus']['local_resolution_median_a']:.2f} Å "
+        f"(consensus) and {maps['deformed']['local_resolution_median_a']:.2f} Å "
+        f"(deformed); the deformed map is finer in "
+        f"{100 * change['local_resolution_finer_fraction']:.0f}% of the masked voxels."
+    )
+    page.figure(
+        figures["local_resolution"],
+        "Local resolution (windowed FSC at the threshold) on the central sections, and the "
+        "gain (consensus minus deformed, Å; positive where the deformed map is finer).",
+    )
+
+
+def _real_motion(page: Page, summary: Mapping[str, Any], figures: Figures) -> None:
+    page.heading("Is the motion real?")
+    gain = summary["gain"]
+    if "over_null" in gain:
+        page.paragraph(
+            "Null control: the same deformed reconstruction with each particle's latent "
+            "replaced by a random other particle's from the same half set. If the motion is "
+            "real, its gain collapses: null over consensus "
+            f"{gain['null_over_consensus']['fsc_area']:+.4f} against "
+            f"{gain['over_consensus']['fsc_area']:+.4f} for the real run."
+        )
+    else:
+        page.paragraph("The null control was not run (report.null_control: false).")
+    motion = summary["motion"]
+    page.paragraph(
+        "Reliability of the motion: the two half sets, trained independently, read the same "
+        "held-out particles; their disagreement estimates the motion's error. Median over "
+        f"particles: motion {motion['median_motion_a']:.2f} Å, "
+        f"error {motion['median_error_a']:.2f} Å."
+    )
+    regions_table(page, motion["regions"])
+    page.figure(figures["deformation_error"], "RMS motion and RMS error of each pseudo-atom.")
+    control = summary.get("negative_control")
+    page.heading("Negative control (data without motion)", 3)
+    if control is None:
+        page.paragraph(
+            "None given: run this workflow on data without motion and name its summary.json "
+            "in report.negative_control to show it here."
+        )
+    else:
+        page.paragraph(
+            f"Gain over the consensus {control['gain_over_consensus']['fsc_area']:+.4f} "
+            f"({control['gain_over_consensus']['z']:.1f} standard errors). {control['verdict']}"
+        )
+
+
+def _latent(page: Page, summary: Mapping[str, Any], figures: Figures) -> None:
+    page.heading("Latent space")
+    for index, half in enumerate(("half1", "half2")):
+        values = summary["latent"][half]
+        page.heading(f"Half set {index + 1}", 3)
+        page.paragraph(
+            f"PC1 explains {100 * values['explained_variance_pc1']:.0f}% and PC2 "
+            f"{100 * values['explained_variance_pc2']:.0f}% of the latent variance."
+        )
+        page.figure(
+            figures["latent"][index],
+            "Latent means on PC1 and PC2 (density, log scale) and the half set's model "
+            "projected along z at -2 .. +2 standard deviations along each.",
+        )
+        page.figure(figures["displacement"][index], "RMS displacement of each pseudo-atom.")
+        page.figure(figures["training"][index], "Training and validation curves.")
+
+
+def _provenance(page: Page, provenance: Mapping[str, Any]) -> None:
+    page.heading("Inputs, configuration and provenance")
+    code = provenance.get("code", {})
+    page.paragraph(
+        f"dynamight_core {provenance.get('dynamight_core')}, commit {code.get('commit')}"
+        f"{' (with uncommitted changes)' if code.get('dirty') else ''}; written "
+        f"{provenance.get('written_utc')} on {provenance.get('host')}."
+    )
+    page.table(
+        ["input", "sha256"],
+        [[name, digest] for name, digest in sorted(provenance.get("inputs_sha256", {}).items())],
+    )
+    page.heading("Configuration", 3)
+    page.preformatted(json_text(provenance.get("config", {})))
+    page.heading("Packages and stages", 3)
+    page.preformatted(
+        json_text({"packages": provenance.get("packages"), "seeds": provenance.get("seeds")})
+    )
+
+
+def build_page(
+    summary: Mapping[str, Any],
+    figures: Figures,
+    provenance: Mapping[str, Any],
+    labels: Sequence[str],
+) -> str:
+    """The whole report as one HTML document."""
+    page = Page("DynaMight validation report")
+    page.paragraph(
+        summary["gain"]["verdict"],
+        "verdict good" if summary["gain"]["significant"] else "verdict bad",
+    )
+    for warning in summary["warnings"]:
+        page.paragraph(warning, "warning")
+    _better_map(page, summary, figures, labels)
+    _real_motion(page, summary, figures)
+    _latent(page, summary, figures)
+    _provenance(page, provenance)
+    return page.render()
+
+
+def figure_paths(args: Any) -> dict[str, Any]:
+    """The report stage's figure arguments, by section."""
+    return {
+        "mask": Path(args.mask).name,
+        "gain": args.out_gain_png,
+        "postprocess": args.postprocess_png,
+        "references": args.fsc_deformed_json,
+        "references_png": args.fsc_deformed_png,
+        "local_resolution": args.local_resolution_png,
+        "deformation_error": args.deformation_error_png,
+        "latent": args.latent_png,
+        "displacement": args.displacement_png,
+        "training": args.training_png,
+    }

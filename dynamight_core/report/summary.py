@@ -1,0 +1,196 @@
+"""The numbers of the validation report and the verdict on the gain.
+
+Every number comes from a file a stage wrote (post-processing of each pair of half maps,
+local resolution, the half sets' disagreement, the latent PCA), so that each can be
+recomputed from the maps and tables alone. Gains are differences of masked,
+phase-randomisation-corrected FSC areas (mean FSC over shells 1 .. Nyquist), in units of
+their standard error (a block jackknife over Fourier sectors of the paired difference,
+:func:`_difference`). Two questions, each answered at ``significance_z`` standard errors:
+is the motion real (the deformed maps beat the null control, the same reconstruction with
+shuffled latents: a gain the null also shows is not the motion's), and is the map better
+(the deformed maps beat the consensus). The gain is significant when both hold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from dynamight_core.metrics.fsc import jackknife_standard_error
+
+MAP_KEYS = (
+    "resolution_0143_a",
+    "unmasked_resolution_0143_a",
+    "masked_fsc_area",
+    "masked_fsc_area_se",
+    "unmasked_fsc_area",
+    "bfactor_a2",
+)
+
+
+@dataclass(frozen=True)
+class ReportInputs:
+    """What the report reads, as parsed JSON (``None`` for what the run did not make)."""
+
+    postprocessed: Mapping[str, Mapping[str, Any]]  # consensus, deformed[, null]
+    local_resolution: Mapping[str, Any]
+    deformation_error: Mapping[str, Any]
+    latent: Mapping[str, Mapping[str, Any]]  # half1, half2
+    significance_z: float
+    negative_control: Mapping[str, Any] | None = None
+    atomic_model: str | None = None
+
+
+def _difference(first: Mapping[str, Any], second: Mapping[str, Any]) -> dict[str, float]:
+    """Gain of ``first`` over ``second`` in masked FSC area, its standard error and z.
+
+    The error is the block jackknife's of the paired difference: both maps' areas with the
+    same Fourier sector left out, so that what the two maps share (the particles' noise)
+    cancels, as it does in the difference itself.
+    """
+    gain = first["masked_fsc_area"] - second["masked_fsc_area"]
+    paired = np.subtract(first["masked_fsc_area_jackknife"], second["masked_fsc_area_jackknife"])
+    error = jackknife_standard_error(paired)
+    return {
+        "fsc_area": round(gain, 6),
+        "se": round(error, 6),
+        "z": round(gain / max(error, 1e-12), 3),
+    }
+
+
+def _maps(inputs: ReportInputs) -> dict[str, dict[str, float]]:
+    maps = {
+        label: {key: values[key] for key in MAP_KEYS}
+        for label, values in inputs.postprocessed.items()
+    }
+    for label in ("consensus", "deformed"):
+        maps[label]["local_resolution_median_a"] = inputs.local_resolution[label]["median_a"]
+    return maps
+
+
+def _gain(inputs: ReportInputs) -> dict[str, Any]:
+    post = inputs.postprocessed
+    consensus, deformed = post["consensus"], post["deformed"]
+    gain: dict[str, Any] = {
+        "over_consensus": _difference(deformed, consensus),
+        "resolution_change_a": round(
+            consensus["resolution_0143_a"] - deformed["resolution_0143_a"], 3
+        ),
+        "local_resolution_median_change_a": round(
+            inputs.local_resolution["consensus"]["median_a"]
+            - inputs.local_resolution["deformed"]["median_a"],
+            3,
+        ),
+        "local_resolution_finer_fraction": inputs.local_resolution["finer_fraction"],
+    }
+    threshold = inputs.significance_z
+    gain["map_better"] = bool(gain["over_consensus"]["z"] >= threshold)
+    if "null" in post:
+        gain["over_null"] = _difference(deformed, post["null"])
+        gain["null_over_consensus"] = _difference(post["null"], consensus)
+        gain["motion_real"] = bool(gain["over_null"]["z"] >= threshold)
+    gain["significance_z"] = threshold
+    gain["significant"] = bool(gain["map_better"] and gain.get("motion_real", True))
+    gain["verdict"] = verdict(gain)
+    return gain
+
+
+def verdict(gain: Mapping[str, Any]) -> str:
+    """Whether the deformed maps are significantly better, and the two answers behind it."""
+    threshold = gain["significance_z"]
+    over = gain["over_consensus"]
+    parts = []
+    if "over_null" in gain:
+        null = gain["over_null"]
+        parts.append(
+            f"the motion is {'real' if gain['motion_real'] else 'not shown to be real'}: the "
+            f"deformed maps beat the null control with shuffled latents by "
+            f"{null['fsc_area']:+.4f} in masked FSC area ({null['z']:.1f} standard errors)"
+        )
+    else:
+        parts.append("the motion was not tested (no null control)")
+    parts.append(
+        f"the map is {'better' if gain['map_better'] else 'not significantly better'} than "
+        f"the consensus: {over['fsc_area']:+.4f} ({over['z']:.1f} standard errors)"
+    )
+    head = "Significant gain" if gain["significant"] else "No significant gain"
+    return f"{head} (threshold {threshold:g} standard errors): " + "; ".join(parts) + "."
+
+
+def _motion(inputs: ReportInputs) -> dict[str, Any]:
+    error = inputs.deformation_error
+    return {
+        "median_motion_a": error["median_motion_a"],
+        "median_error_a": error["median_error_a"],
+        "regions": list(error["regions"]),
+    }
+
+
+def _latent(inputs: ReportInputs) -> dict[str, dict[str, float]]:
+    return {
+        half: {
+            "explained_variance_pc1": values["explained_variance"][0],
+            "explained_variance_pc2": values["explained_variance"][1]
+            if len(values["explained_variance"]) > 1
+            else 0.0,
+        }
+        for half, values in inputs.latent.items()
+    }
+
+
+def warnings(summary: Mapping[str, Any], inputs: ReportInputs) -> list[str]:
+    """What a careful user should know before trusting the maps."""
+    notes = []
+    if inputs.atomic_model:
+        notes.append(
+            f"An atomic model ({inputs.atomic_model}) replaced the smoothness graph: the "
+            "motions are biased towards it; validate them against a run without it."
+        )
+    motion = summary["motion"]
+    if motion["median_error_a"] >= motion["median_motion_a"]:
+        notes.append(
+            f"The half sets disagree on the motion by {motion['median_error_a']:.2f} Å, as much "
+            f"as the motion itself ({motion['median_motion_a']:.2f} Å): it is not resolved."
+        )
+    unreliable = [row["region"] for row in motion["regions"] if row["error_over_motion"] >= 1.0]
+    if unreliable:
+        notes.append(
+            "Regions whose motion error is at least their motion: "
+            + ", ".join(str(r) for r in unreliable)
+            + "."
+        )
+    gain = summary["gain"]
+    if "null_over_consensus" in gain:
+        null, real = gain["null_over_consensus"], gain["over_consensus"]
+        if null["fsc_area"] >= real["fsc_area"] - real["se"]:
+            notes.append(
+                "The null control (shuffled latents) scores as well as the real run: the "
+                "gain over the consensus does not come from the estimated motion."
+            )
+    else:
+        notes.append("The null control was not run (report.null_control: false).")
+    return notes
+
+
+def build_summary(inputs: ReportInputs, geometry: Mapping[str, Any]) -> dict[str, Any]:
+    """The report's numbers: maps, gain and verdict, motion, latent space, warnings."""
+    summary: dict[str, Any] = {
+        "pixel_size_a": geometry["pixel_size_a"],
+        "box_px": geometry["box_px"],
+        "maps": _maps(inputs),
+        "gain": _gain(inputs),
+        "motion": _motion(inputs),
+        "latent": _latent(inputs),
+    }
+    if inputs.negative_control is not None:
+        control = inputs.negative_control
+        summary["negative_control"] = {
+            "gain_over_consensus": control["gain"]["over_consensus"],
+            "significant": control["gain"]["significant"],
+            "verdict": control["gain"]["verdict"],
+        }
+    summary["warnings"] = warnings(summary, inputs)
+    return summary

@@ -1,0 +1,146 @@
+"""Stage ``report``: one self-contained HTML page and ``summary.json`` for the whole run.
+
+Is the map better (post-processing of the consensus, deformed and null-control half maps
+with one mask, local resolution), is the motion real (the null control, the half sets'
+disagreement per region, a negative control when given), the latent space, warnings, and
+the inputs, configuration and provenance. Reads only what other stages wrote.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any
+
+from dynamight_core.config_cli import add_file_argument, add_section_arguments
+
+logger = logging.getLogger(__name__)
+
+HELP = "the validation report: HTML page and summary.json"
+
+LABELS = ("consensus", "deformed", "null")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Inputs (other stages' outputs) and outputs of the report."""
+    for kind, text in (("json", "numbers"), ("png", "figure"), ("tsv", "curves")):
+        add_file_argument(
+            parser,
+            f"--postprocess-{kind}",
+            f"post-processing {text} of the consensus, deformed and (optionally) null maps",
+            nargs="+",
+        )
+    add_file_argument(parser, "--local-resolution-json", "local-resolution numbers")
+    add_file_argument(parser, "--local-resolution-png", "local-resolution figure")
+    add_file_argument(parser, "--deformation-error-json", "half sets' disagreement (JSON)")
+    add_file_argument(parser, "--deformation-error-png", "motion and error on the model")
+    add_file_argument(parser, "--latent-json", "each half set's latent PCA (JSON)", nargs=2)
+    add_file_argument(parser, "--latent-png", "each half set's latent figure", nargs=2)
+    add_file_argument(parser, "--displacement-png", "each half set's displacements", nargs=2)
+    add_file_argument(parser, "--training-png", "each half set's training curves", nargs=2)
+    add_file_argument(parser, "--fsc-deformed-json", "comparison with references (JSON)")
+    add_file_argument(parser, "--fsc-deformed-png", "comparison with references (PNG)")
+    add_file_argument(parser, "--provenance", "the run's provenance record (JSON)")
+    add_file_argument(parser, "--mask", "the mask every masked number used (MRC)")
+    add_file_argument(
+        parser,
+        "--negative-control",
+        "summary.json of a run on data without motion [config: report.negative_control]",
+        default=None,
+    )
+    add_section_arguments(parser, "report", only=("significance_z",))
+    add_file_argument(parser, "--out-html", "the report (HTML, self-contained)")
+    add_file_argument(parser, "--out-summary", "the report's numbers (JSON)")
+    add_file_argument(parser, "--out-gain-png", "corrected masked FSC of every map (PNG)")
+    add_file_argument(parser, "--out-text", "the verdict, the maps' numbers, warnings (text)")
+
+
+def headline(summary: dict[str, Any]) -> str:
+    """The verdict, one line per map, and the warnings, as printed by ``make demo``."""
+    lines = [summary["gain"]["verdict"]]
+    for label, values in summary["maps"].items():
+        lines.append(
+            f"{label:>9}: {values['resolution_0143_a']:.2f} Å (masked, FSC 0.143), masked FSC "
+            f"area {values['masked_fsc_area']:.4f} ± {values['masked_fsc_area_se']:.4f}, "
+            f"B {values['bfactor_a2']:.0f} Å²"
+        )
+    lines += [f"warning: {warning}" for warning in summary["warnings"]]
+    return "\n".join(lines) + "\n"
+
+
+def _read_json(path: str) -> Any:
+    import json
+
+    from dynamight_core.errors import InputError
+
+    try:
+        with open(path) as handle:
+            return json.load(handle)
+    except (OSError, ValueError) as error:
+        raise InputError(path, "file", "a JSON file written by this workflow", str(error)) from None
+
+
+def run(args: argparse.Namespace) -> None:
+    """Gather the stages' outputs, decide on the gain, write the page and the numbers."""
+    import pandas as pd
+
+    from dynamight_core.errors import InputError
+    from dynamight_core.io.files import write_json_atomic, write_text_atomic
+    from dynamight_core.io.mrc import read_volume
+    from dynamight_core.report.figures import plot_fsc_comparison
+    from dynamight_core.report.page import build_page, figure_paths
+    from dynamight_core.report.summary import ReportInputs, build_summary
+
+    count = len(args.postprocess_json)
+    if (
+        count not in (2, 3)
+        or len(args.postprocess_png) != count
+        or len(args.postprocess_tsv) != count
+    ):
+        raise InputError(
+            "--postprocess-json",
+            "files",
+            "2 or 3 of each kind (consensus, deformed[, null])",
+            str(count),
+        )
+    labels = LABELS[:count]
+    post = {
+        label: _read_json(path) for label, path in zip(labels, args.postprocess_json, strict=True)
+    }
+    provenance = _read_json(args.provenance)
+    negative = _read_json(args.negative_control) if args.negative_control else None
+    if negative is not None and "gain" not in negative:
+        raise InputError(
+            args.negative_control, "gain", "a summary.json of this workflow", "no 'gain'"
+        )
+    inputs = ReportInputs(
+        postprocessed=post,
+        local_resolution=_read_json(args.local_resolution_json),
+        deformation_error=_read_json(args.deformation_error_json),
+        latent={
+            f"half{h}": _read_json(path) for h, path in zip((1, 2), args.latent_json, strict=True)
+        },
+        significance_z=args.significance_z,
+        negative_control=negative,
+        atomic_model=provenance.get("config", {}).get("inputs", {}).get("atomic_model"),
+    )
+    mask = read_volume(args.mask)
+    summary = build_summary(inputs, {"pixel_size_a": mask.voxel_size_a, "box_px": mask.box_px})
+    tables = {
+        label: pd.read_csv(path, sep="\t")
+        for label, path in zip(labels, args.postprocess_tsv, strict=True)
+    }
+    resolution = tables["consensus"]["resolution_a"].to_numpy()
+    plot_fsc_comparison(
+        args.out_gain_png,
+        resolution,
+        {label: table["fsc_corrected"].to_numpy() for label, table in tables.items()},
+        "Half-map FSC inside the mask (phase-randomisation corrected)",
+    )
+    page = build_page(summary, figure_paths(args), provenance, labels)
+    write_json_atomic(args.out_summary, summary)
+    write_text_atomic(args.out_html, page)
+    write_text_atomic(args.out_text, headline(summary))
+    logger.info("%s", summary["gain"]["verdict"])
+    for warning in summary["warnings"]:
+        logger.warning("%s", warning)

@@ -1,0 +1,474 @@
+"""The validation report: controls, verdict, numbers recomputed from the maps, the page.
+
+The demo-based tests read the workflow's own outputs (fixture ``local_run``) and recompute
+every number of ``summary.json`` with the numpy code below, written from the definitions
+(RELION's post-processing; the module docstrings), not by calling the library.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import mrcfile
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from dynamight_core.data.latents import LatentTable
+from dynamight_core.report.summary import ReportInputs, build_summary
+
+REPO = Path(__file__).resolve().parents[1]
+SCREENSHOTS = Path(os.environ.get("DYNAMIGHT_TEST_OUTPUT", REPO / "test-output"))
+LABELS = ("consensus", "deformed", "null")
+
+
+# ---- the null control's latents -------------------------------------------------------
+
+
+def test_null_control_gives_every_particle_another_particles_latent() -> None:
+    rows = np.arange(10, 510, 2)
+    latents = torch.randn(len(rows), 4, generator=torch.Generator().manual_seed(0))
+    table = LatentTable(rows, latents, np.zeros(len(rows), bool))
+    shuffled = table.shuffled(seed=3)
+    assert np.array_equal(shuffled.rows, rows)
+    same = (shuffled.latents == latents).all(dim=1)
+    assert not bool(same.any()), "a particle kept its own latent"
+    # the same latents, each used once
+    order = torch.cdist(shuffled.latents, latents).argmin(dim=1)
+    assert sorted(order.tolist()) == list(range(len(rows)))
+    assert torch.equal(table.shuffled(seed=3).latents, shuffled.latents)
+    assert not torch.equal(table.shuffled(seed=4).latents, shuffled.latents)
+
+
+# ---- the verdict ------------------------------------------------------------------------
+
+
+# a jackknife pattern with standard error 1: (G-1)/G * sum(u^2) = 1 for u = +-c, mean 0
+N_SECTORS = 24
+UNIT = np.resize([1.0, -1.0], N_SECTORS) / np.sqrt(N_SECTORS - 1)
+
+
+def _post(area: float, spread: float) -> dict[str, Any]:
+    """Post-processing numbers whose jackknife replicates are ``area + spread * UNIT``."""
+    return {
+        "resolution_0143_a": 8.0,
+        "unmasked_resolution_0143_a": 9.0,
+        "masked_fsc_area": area,
+        "masked_fsc_area_se": abs(spread),
+        "unmasked_fsc_area": area - 0.05,
+        "bfactor_a2": 100.0,
+        "masked_fsc_area_jackknife": list(area + spread * UNIT),
+    }
+
+
+def _inputs(consensus: float, deformed: float, null: float | None) -> ReportInputs:
+    # paired errors: deformed - consensus has 0.004 (spreads of opposite sign), deformed -
+    # null 0.002 (the null's replicates do not vary)
+    post = {"consensus": _post(consensus, 0.002), "deformed": _post(deformed, -0.002)}
+    if null is not None:
+        post["null"] = _post(null, 0.0)
+    local = {"consensus": {"median_a": 9.0}, "deformed": {"median_a": 8.5}, "finer_fraction": 0.7}
+    error = {"median_motion_a": 3.0, "median_error_a": 1.0, "regions": []}
+    latent = {f"half{h}": {"explained_variance": [0.5, 0.2, 0.3]} for h in (1, 2)}
+    return ReportInputs(post, local, error, latent, significance_z=3.0)
+
+
+@pytest.mark.parametrize(
+    ("consensus", "deformed", "null", "motion_real", "map_better", "warned"),
+    [
+        (0.40, 0.45, 0.38, True, True, False),  # 12.5 and 35 standard errors
+        (0.40, 0.45, 0.449, False, True, True),  # the null gains as much: not the motion's
+        (0.40, 0.41, 0.39, True, False, False),  # 2.5 standard errors over the consensus
+        (0.40, 0.45, None, None, True, True),  # no null control: said so
+    ],
+)
+def test_gain_is_significant_only_over_both_consensus_and_null(
+    consensus: float,
+    deformed: float,
+    null: float | None,
+    motion_real: bool | None,
+    map_better: bool,
+    warned: bool,
+) -> None:
+    summary = build_summary(_inputs(consensus, deformed, null), {"pixel_size_a": 1.8, "box_px": 64})
+    gain = summary["gain"]
+    assert gain.get("motion_real") is motion_real
+    assert gain["map_better"] is map_better
+    significant = map_better and motion_real is not False
+    assert gain["significant"] is significant
+    assert gain["verdict"].startswith("Significant" if significant else "No significant")
+    assert gain["over_consensus"]["se"] == pytest.approx(0.004)
+    assert gain["over_consensus"]["z"] == pytest.approx((deformed - consensus) / 0.004, abs=0.01)
+    if null is not None:
+        assert gain["over_null"]["z"] == pytest.approx((deformed - null) / 0.002, abs=0.01)
+    assert any("null control" in w for w in summary["warnings"]) is warned
+
+
+# ---- independent recomputation ----------------------------------------------------------
+
+
+def _read(path: Path) -> tuple[np.ndarray, float]:
+    with mrcfile.open(path, permissive=True) as mrc:
+        return np.asarray(mrc.data, dtype=np.float64), float(mrc.voxel_size.x)
+
+
+def _shells(box: int) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest-integer radius of every rfft voxel and its Friedel weight (1 or 2)."""
+    full = np.fft.fftfreq(box) * box
+    half = np.arange(box // 2 + 1)
+    radius = np.sqrt(full[:, None, None] ** 2 + full[None, :, None] ** 2 + half[None, None] ** 2)
+    weight = np.full(radius.shape, 2.0)
+    weight[..., 0] = 1.0
+    weight[..., box // 2] = 1.0
+    return np.rint(radius).astype(np.int64), weight
+
+
+def _shell_sum(values: np.ndarray, box: int) -> np.ndarray:
+    shells, weight = _shells(box)
+    inside = shells <= box // 2
+    return np.bincount(shells[inside], (values * weight)[inside], minlength=box // 2 + 1)
+
+
+def _fsc(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    box = a.shape[0]
+    fa, fb = np.fft.rfftn(a), np.fft.rfftn(b)
+    cross = _shell_sum((fa * fb.conj()).real, box)
+    return cross / np.sqrt(_shell_sum(np.abs(fa) ** 2, box) * _shell_sum(np.abs(fb) ** 2, box))
+
+
+def _random_phases(volume: np.ndarray, from_shell: int, seed: int) -> np.ndarray:
+    """The documented procedure: phases of real white noise drawn with torch's ``seed``."""
+    noise = torch.randn(
+        volume.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64
+    )
+    phases = np.fft.rfftn(noise.numpy())
+    phases /= np.abs(phases)
+    spectrum = np.fft.rfftn(volume)
+    shells, _ = _shells(volume.shape[0])
+    spectrum = np.where(shells >= from_shell, np.abs(spectrum) * phases, spectrum)
+    return np.fft.irfftn(spectrum, s=volume.shape)
+
+
+def _sectors(box: int) -> np.ndarray:
+    """Sector of every rfft voxel: 3 bins of kz/|k| times 8 of atan2(ky, kx)."""
+    kz = np.fft.fftfreq(box)[:, None, None]
+    ky = np.fft.fftfreq(box)[None, :, None]
+    kx = np.fft.rfftfreq(box)[None, None, :]
+    radius = np.sqrt(kz**2 + ky**2 + kx**2)
+    cosine = np.divide(kz, radius, out=np.zeros(radius.shape), where=radius > 0)
+    polar = np.clip(((cosine + 1) / 2 * 3).astype(int), 0, 2)
+    azimuth = np.arctan2(*np.broadcast_arrays(ky, kx))
+    return polar * 8 + np.clip(((azimuth + np.pi / 2) / np.pi * 8).astype(int), 0, 7)
+
+
+def _leave_one_sector_out(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """`(24, S)` FSC of two maps with each sector of Fourier space left out."""
+    box = a.shape[0]
+    fa, fb = np.fft.rfftn(a), np.fft.rfftn(b)
+    sectors = _sectors(box)
+    curves = []
+    for left_out in range(24):
+        keep = sectors != left_out
+        cross = _shell_sum(np.where(keep, (fa * fb.conj()).real, 0), box)
+        power = _shell_sum(np.where(keep, np.abs(fa) ** 2, 0), box) * _shell_sum(
+            np.where(keep, np.abs(fb) ** 2, 0), box
+        )
+        with np.errstate(invalid="ignore"):  # shell 0 is one voxel: 0/0 in its sector
+            curves.append(cross / np.sqrt(power))
+    return np.array(curves)
+
+
+def _flatten(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both maps divided shell by shell by their joint RMS amplitude (the corners beyond
+    Nyquist, one more shell)."""
+    box = a.shape[0]
+    fa, fb = np.fft.rfftn(a), np.fft.rfftn(b)
+    shells, weight = _shells(box)
+    shells = np.minimum(shells, box // 2 + 1)
+    power = np.bincount(shells.ravel(), ((np.abs(fa) ** 2 + np.abs(fb) ** 2) * weight).ravel())
+    rms = np.sqrt(power / (2 * np.bincount(shells.ravel(), weight.ravel())))
+    return np.fft.irfftn(fa / rms[shells], s=a.shape), np.fft.irfftn(fb / rms[shells], s=b.shape)
+
+
+def _correct(masked: np.ndarray, random: np.ndarray, start: int) -> np.ndarray:
+    corrected = np.array(masked, copy=True)
+    for k in range(start + 2, masked.shape[-1]):
+        noise = min(random[k], 0.999)
+        outer = corrected[..., k]
+        corrected[..., k] = np.where(noise > outer, 0.0, (outer - noise) / (1 - noise))
+    return corrected
+
+
+def _corrected_fsc(
+    a: np.ndarray, b: np.ndarray, mask: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Unmasked and corrected masked FSC of flattened halves, and the corrected jackknife."""
+    unmasked = _fsc(a, b)
+    a, b = _flatten(a, b)
+    start = 1 + int(np.flatnonzero(unmasked[1:] < 0.8)[0])
+    masked = _fsc(a * mask, b * mask)
+    random = _fsc(_random_phases(a, start, 0) * mask, _random_phases(b, start, 1) * mask)
+    replicates = _correct(_leave_one_sector_out(a * mask, b * mask), random, start)
+    return unmasked, _correct(masked, random, start), replicates
+
+
+def _jackknife_se(values: np.ndarray) -> float:
+    return float(np.sqrt((len(values) - 1) / len(values) * np.sum((values - values.mean()) ** 2)))
+
+
+def _resolution(curve: np.ndarray, box_a: float, threshold: float = 0.143) -> float:
+    below = np.flatnonzero(curve[1:] < threshold)
+    if below.size == 0:
+        return 2 * box_a / (2 * (len(curve) - 1))
+    k = int(below[0]) + 1
+    crossing = k - 1 + (curve[k - 1] - threshold) / (curve[k - 1] - curve[k])
+    return box_a / crossing
+
+
+def _bfactor(
+    full: np.ndarray, mask: np.ndarray, corrected: np.ndarray, pixel: float, resolution: float
+) -> float:
+    box = full.shape[0]
+    clipped = np.clip(corrected, 0, 1)
+    weights = np.sqrt(2 * clipped / (1 + clipped))
+    last = (
+        1 + int(np.flatnonzero(corrected[1:] <= 0)[0])
+        if (corrected[1:] <= 0).any()
+        else len(corrected)
+    )
+    weights[last:] = 0
+    shells, _ = _shells(box)
+    spectrum = np.fft.rfftn(full * mask) * np.append(weights, 0)[np.minimum(shells, box // 2 + 1)]
+    amplitude = _shell_sum(np.abs(spectrum), box) / _shell_sum(np.ones(shells.shape), box)
+    k = np.arange(1, box // 2 + 1)
+    d = box * pixel / k
+    fit_from = 10.0 if box * pixel * (1 / resolution - 1 / 10.0) >= 5 else 2 * resolution
+    fitted = (d <= fit_from) & (d >= resolution)
+    slope, _ = np.polyfit((1 / d**2)[fitted], np.log(amplitude[1:][fitted]), 1)
+    return -4.0 * slope
+
+
+def _recompute(results: Path, significance_z: float) -> dict[str, Any]:
+    """summary.json as the definitions give it, from the maps and tables on disk."""
+    mask, pixel = _read(results / "postprocess/mask.mrc")
+    box = mask.shape[0]
+    box_a = box * pixel
+    maps: dict[str, dict[str, float]] = {}
+    jackknife: dict[str, np.ndarray] = {}
+    for label in LABELS:
+        a, _ = _read(results / label / "half1.mrc")
+        b, _ = _read(results / label / "half2.mrc")
+        unmasked, corrected, replicates = _corrected_fsc(a, b, mask)
+        resolution = _resolution(corrected, box_a)
+        jackknife[label] = replicates[:, 1:].mean(axis=1)
+        maps[label] = {
+            "resolution_0143_a": resolution,
+            "unmasked_resolution_0143_a": _resolution(unmasked, box_a),
+            "masked_fsc_area": float(np.mean(corrected[1:])),
+            "masked_fsc_area_se": _jackknife_se(jackknife[label]),
+            "unmasked_fsc_area": float(np.mean(unmasked[1:])),
+            "bfactor_a2": _bfactor((a + b) / 2, mask, corrected, pixel, resolution),
+        }
+    local = {}
+    for label in ("consensus", "deformed"):
+        values, _ = _read(results / f"local_resolution/{label}.mrc")
+        local[label] = values[values > 0]
+        maps[label]["local_resolution_median_a"] = float(np.median(local[label]))
+    gain_map, _ = _read(results / "local_resolution/gain.mrc")
+    consensus_local, _ = _read(results / "local_resolution/consensus.mrc")
+
+    def difference(first: str, second: str) -> dict[str, float]:
+        value = maps[first]["masked_fsc_area"] - maps[second]["masked_fsc_area"]
+        se = _jackknife_se(jackknife[first] - jackknife[second])
+        return {"fsc_area": value, "se": se, "z": value / se}
+
+    gain: dict[str, Any] = {
+        "over_consensus": difference("deformed", "consensus"),
+        "over_null": difference("deformed", "null"),
+        "null_over_consensus": difference("null", "consensus"),
+        "resolution_change_a": maps["consensus"]["resolution_0143_a"]
+        - maps["deformed"]["resolution_0143_a"],
+        "local_resolution_median_change_a": maps["consensus"]["local_resolution_median_a"]
+        - maps["deformed"]["local_resolution_median_a"],
+        "local_resolution_finer_fraction": float(np.mean(gain_map[consensus_local > 0] > 0)),
+        "significance_z": significance_z,
+    }
+    gain["map_better"] = bool(gain["over_consensus"]["z"] >= significance_z)
+    gain["motion_real"] = bool(gain["over_null"]["z"] >= significance_z)
+    gain["significant"] = gain["map_better"] and gain["motion_real"]
+    particles = pd.read_csv(results / "vae/deformation_error.tsv", sep="\t")
+    points = pd.read_csv(results / "vae/deformation_error_gaussians.tsv", sep="\t")
+    regions = []
+    for region, group in points.groupby("region"):
+        motion = float(np.sqrt(np.mean(group["motion_rms_a"] ** 2)))
+        error = float(np.sqrt(np.mean(group["error_rms_a"] ** 2)))
+        regions.append(
+            {
+                "region": int(region),
+                "gaussians": len(group),
+                "centre_x_a": group["x_a"].mean(),
+                "centre_y_a": group["y_a"].mean(),
+                "centre_z_a": group["z_a"].mean(),
+                "motion_rms_a": motion,
+                "error_rms_a": error,
+                "error_over_motion": error / motion,
+            }
+        )
+    latent = {}
+    for half in (1, 2):
+        table = pd.read_csv(results / f"vae/half{half}/latents.csv").filter(regex=r"^mu_")
+        eigen = np.sort(np.linalg.eigvalsh(np.cov(table.to_numpy().T)))[::-1]
+        latent[f"half{half}"] = {
+            "explained_variance_pc1": eigen[0] / eigen.sum(),
+            "explained_variance_pc2": eigen[1] / eigen.sum(),
+        }
+    return {
+        "pixel_size_a": pixel,
+        "box_px": box,
+        "maps": maps,
+        "gain": gain,
+        "motion": {
+            "median_motion_a": float(np.median(particles["motion_a"])),
+            "median_error_a": float(np.median(particles["error_a"])),
+            "regions": regions,
+        },
+        "latent": latent,
+    }
+
+
+def _leaves(value: Any, path: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        return {
+            k: v for key, item in value.items() for k, v in _leaves(item, f"{path}.{key}").items()
+        }
+    if isinstance(value, list):
+        return {
+            k: v for i, item in enumerate(value) for k, v in _leaves(item, f"{path}[{i}]").items()
+        }
+    return {path: value}
+
+
+# absolute tolerances: the JSON's rounding (6 decimals for FSC areas, 4 for fractions and
+# motions, 3 for resolutions and z, 2 for centres and B-factors), and float32 maps
+ABSOLUTE = {
+    "z": 2e-3,
+    "centre_x_a": 6e-3,
+    "centre_y_a": 6e-3,
+    "centre_z_a": 6e-3,
+    # differences of two rounded resolutions
+    "resolution_change_a": 1.5e-3,
+    "local_resolution_median_change_a": 1.5e-3,
+}
+RELATIVE = {"bfactor_a2": 2e-3}
+
+
+def test_every_number_in_summary_json_is_recomputed_from_the_maps(local_run: Path) -> None:
+    results = local_run / "results"
+    summary = json.loads((results / "summary.json").read_text())
+    expected = _recompute(results, summary["gain"]["significance_z"])
+    written = {k: v for k, v in _leaves(summary).items() if not isinstance(v, str)}
+    written = {k: v for k, v in written.items() if not k.startswith(".warnings")}
+    recomputed = _leaves(expected)
+    assert set(written) == set(recomputed), set(written) ^ set(recomputed)
+    for key, value in recomputed.items():
+        if isinstance(value, bool):
+            assert written[key] is value, key
+            continue
+        name = key.rsplit(".", 1)[-1]
+        tolerance = {"rel": RELATIVE.get(name, 1e-4), "abs": ABSOLUTE.get(name, 1e-4)}
+        assert written[key] == pytest.approx(value, **tolerance), (
+            key,
+            written[key],
+            value,
+        )
+    assert summary["gain"]["verdict"].startswith(
+        "Significant" if expected["gain"]["significant"] else "No significant"
+    )
+
+
+def test_null_control_loses_the_gain_on_the_demo(local_run: Path) -> None:
+    """Motion decoupled from the images: the null's gain over the consensus collapses."""
+    gain = json.loads((local_run / "results/summary.json").read_text())["gain"]
+    real, null = gain["over_consensus"], gain["null_over_consensus"]
+    assert null["fsc_area"] < real["fsc_area"] - 2 * real["se"], (null, real)
+    assert gain["over_null"]["z"] > 3.0, gain["over_null"]
+    assert gain["motion_real"] is True
+
+
+def test_null_sums_are_refused_for_the_real_run(local_run: Path) -> None:
+    results = local_run / "results"
+    command = [
+        sys.executable, "-m", "dynamight_core", "solve-deformed",
+        "--star", str(results / "simulated/particles.star"),
+        "--halves", str(results / "halves.csv"), "--half", "1",
+        "--model", str(results / "vae/half1/model.pt"),
+        "--latents", str(results / "vae/half1/latents.csv"),
+        "--sums", str(results / "null/half1/shard1.pt"),
+        "--out-map", "x.mrc", "--out-history", "x.tsv", "--out-iterations", "x.pt",
+    ]  # fmt: skip
+    failed = subprocess.run(command, capture_output=True, text=True, cwd=local_run)
+    assert failed.returncode == 2, failed.stderr
+    assert "shuffle_latents_seed" in failed.stderr and "shard1.pt" in failed.stderr
+
+
+# ---- the page in a browser -------------------------------------------------------------
+
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--enable-logging=stderr",
+    "--v=0",
+    "--virtual-time-budget=10000",
+)
+
+
+def _chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        if os.environ.get("CI") or os.environ.get("DYNAMIGHT_REQUIRE_BROWSER"):
+            pytest.fail("chromium is not installed (.ci/run installs Debian's package)")
+        pytest.skip("chromium not installed (apt-get install chromium)")
+    return found
+
+
+def test_report_opens_in_headless_chromium(local_run: Path, tmp_path: Path) -> None:
+    """Every image decodes, no console message; a screenshot is kept in the test output."""
+    browser = _chromium()
+    page = local_run / "results/report.html"
+    text = page.read_text()
+    assert "http://" not in text and "https://" not in text, "the page must need no network"
+    n_images = text.count("<img ")
+    assert n_images >= 10
+    common = [browser, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run(
+        [*common, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120
+    )
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    loaded = re.search(r'data-images-loaded="(\d+)/(\d+)"', dom.stdout)
+    assert loaded is not None, "the page's image check did not run"
+    assert loaded.groups() == (str(n_images), str(n_images)), loaded.groups()
+    console = [line for line in dom.stderr.splitlines() if "CONSOLE" in line]
+    assert not console, console
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    screenshot = SCREENSHOTS / "report.png"
+    shot = subprocess.run(
+        [*common, "--window-size=1280,6000", f"--screenshot={screenshot}", page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert shot.returncode == 0 and screenshot.stat().st_size > 50_000, shot.stderr[-2000:]
