@@ -121,7 +121,7 @@ def test_no_motion_dataset_gives_no_displacements(tmp_path: Path) -> None:
     report finds no significant gain (the negative control)."""
     workdir = make_workdir(tmp_path)
     (workdir / "still.yaml").write_text(
-        "simulate: {motion: none, n_particles: 2000, seed: 5}\nvae: {max_epochs: 10}\n"
+        "simulate: {motion: none, n_particles: 2000, seed: 5}\nvae: {max_epochs: 6}\n"
     )
     target = "results/vae/half1/latents.csv"
     configfiles = ("config.yaml", "ci.yaml", "still.yaml")

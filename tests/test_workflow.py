@@ -27,11 +27,18 @@ ALL_RULES = {
     "backproject_deformed",
     "solve_deformed",
     "fsc_deformed",
+    "make_mask",
+    "postprocess",
+    "local_resolution",
+    "latent_space",
     "provenance",
+    "report",
     "all",
 }
-DEFORMED = {"backproject_deformed", "solve_deformed", "fsc_deformed"}
-TRAINING = {"train_vae", "deformation_error", "provenance"} | DEFORMED
+# what follows any change of a map: its post-processing, local resolution, the report
+VALIDATION = {"postprocess", "local_resolution", "provenance", "report"}
+DEFORMED = {"backproject_deformed", "solve_deformed", "fsc_deformed"} | VALIDATION
+TRAINING = {"train_vae", "deformation_error", "latent_space"} | DEFORMED
 
 
 def test_lint_is_clean() -> None:
@@ -81,7 +88,7 @@ def test_demo_writes_report_and_provenance(local_run: Path) -> None:
     provenance = json.loads((local_run / "results/provenance.json").read_text())
     for key in ("config", "inputs_sha256", "packages", "code", "seeds", "host", "stages"):
         assert key in provenance, key
-    seed_keys = {key for key, _ in describe() if key.endswith(".seed")}
+    seed_keys = {key for key, _ in describe() if key.endswith("seed")}  # report.null_seed too
     assert set(provenance["seeds"]) == seed_keys and len(seed_keys) >= 4
     assert any(path.endswith("particles.mrcs") for path in provenance["inputs_sha256"])
     assert provenance["stages"]["reconstruct_consensus"]["device"]["device"] == "cpu"
@@ -90,7 +97,9 @@ def test_demo_writes_report_and_provenance(local_run: Path) -> None:
 
 def test_html_report_builds(local_run: Path) -> None:
     ok(snakemake(local_run, "--report", "report.html"))
-    assert (local_run / "report.html").stat().st_size > 10_000
+    text = (local_run / "report.html").read_text()
+    assert len(text) > 10_000
+    assert "Validation report" in text  # the validation report's category
 
 
 def test_second_run_does_nothing(local_run: Path) -> None:
@@ -102,12 +111,15 @@ def test_second_run_does_nothing(local_run: Path) -> None:
     ("override", "expected"),
     [
         ("vae={kl_weight: 0.02}", TRAINING),
-        ("deformed={tau2_fudge: 2.0}", {"solve_deformed", "fsc_deformed", "provenance"}),
+        ("deformed={tau2_fudge: 2.0}", {"solve_deformed", "fsc_deformed"} | VALIDATION),
+        ("local_resolution={step_px: 2}", {"local_resolution", "provenance", "report"}),
+        ("report={significance_z: 2.0}", {"provenance", "report"}),
         ("warmup={epochs: 7}", {"warmup"} | TRAINING),
         ("gaussians={iterations: 500}", {"fit_consensus", "warmup"} | TRAINING),
         (
             "reconstruct={tau2_fudge: 2.0}",
-            {"reconstruct_consensus", "fsc_consensus", "fit_consensus", "warmup"} | TRAINING,
+            {"reconstruct_consensus", "fsc_consensus", "make_mask", "fit_consensus", "warmup"}
+            | TRAINING,
         ),
         ("split={seed: 7}", ALL_RULES - {"all", "simulate"}),
         ("simulate={snr: 0.05}", ALL_RULES - {"all"}),

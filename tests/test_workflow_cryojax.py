@@ -41,6 +41,7 @@ def cryojax_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "gaussians: {n_gaussians: 300, n_residues: null, iterations: 150}\n"
         "warmup: {epochs: 1, noise_particles: 300}\n"
         "vae: {max_epochs: 2}\n"
+        "report: {null_control: false}\n"  # the null's jobs are the same rules
     )
     ok(snakemake(workdir, "--cores", "2", configfiles=("config.yaml", "ci.yaml", "cryojax.yaml")))
     return workdir

@@ -64,6 +64,12 @@ def derangement(n: int, seed: int) -> np.ndarray:
     return order
 
 
+def mean_columns(table: pd.DataFrame) -> list[str]:
+    """The latent-mean columns ``mu_0, mu_1, ...`` of a latent table, in order."""
+    means = (c for c in table.columns if str(c).startswith("mu_"))
+    return sorted(means, key=lambda c: int(str(c).split("_")[1]))
+
+
 def read_latent_table(path: str | Path, expected_rows: np.ndarray) -> LatentTable:
     """Read ``path`` and check that it holds exactly ``expected_rows`` (the half set).
 
@@ -73,9 +79,7 @@ def read_latent_table(path: str | Path, expected_rows: np.ndarray) -> LatentTabl
         Naming the file and the column or rows that do not match.
     """
     table = pd.read_csv(path)
-    columns = sorted(
-        (c for c in table.columns if c.startswith("mu_")), key=lambda c: int(c.split("_")[1])
-    )
+    columns = mean_columns(table)
     for needed, present in (("row", "row" in table), ("mu_0", bool(columns))):
         if not present:
             raise InputError(path, needed, "a column of train-vae's latent table", "absent")

@@ -135,16 +135,12 @@ def gain_table(page: Page, gain: Mapping[str, Any]) -> None:
 
 
 def regions_table(page: Page, regions: Sequence[Mapping[str, Any]]) -> None:
-    """Motion and its error per spatial region of the model."""
+    """Motion, its error and the local resolution per spatial region of the model."""
+    header = ["region", "pseudo-atoms", "centre (x, y, z) Å", "RMS motion (Å)"]
+    header += ["RMS error (Å)", "error / motion"]
+    header += ["local res. consensus (Å)", "deformed (Å)", "gain (Å)"]
     page.table(
-        [
-            "region",
-            "pseudo-atoms",
-            "centre (x, y, z) Å",
-            "RMS motion (Å)",
-            "RMS error (Å)",
-            "error / motion",
-        ],
+        header,
         [
             [
                 row["region"],
@@ -153,6 +149,9 @@ def regions_table(page: Page, regions: Sequence[Mapping[str, Any]]) -> None:
                 row["motion_rms_a"],
                 row["error_rms_a"],
                 row["error_over_motion"],
+                row.get("local_resolution_consensus_a", "-"),
+                row.get("local_resolution_deformed_a", "-"),
+                row.get("local_resolution_gain_a", "-"),
             ]
             for row in regions
         ],

@@ -47,3 +47,35 @@ def region_table(
             }
         )
     return rows
+
+
+def voxel_of(positions_a: np.ndarray, box_px: int, pixel_size_a: float) -> np.ndarray:
+    """`(N, 3)` (z, y, x) voxel index nearest each `(N, 3)` (x, y, z) position (Å).
+
+    Positions are measured from the box centre, index ``D // 2``; indices are clipped to
+    the box.
+    """
+    index = np.rint(np.asarray(positions_a)[:, ::-1] / pixel_size_a).astype(np.int64)
+    return np.clip(index + box_px // 2, 0, box_px - 1)
+
+
+def region_local_resolution(
+    positions_a: np.ndarray,
+    regions: np.ndarray,
+    maps_a: dict[str, np.ndarray],
+    pixel_size_a: float,
+) -> dict[int, dict[str, float]]:
+    """Per region, each local-resolution map's median (Å) at its pseudo-atoms' voxels.
+
+    Voxels outside the mask (value <= 0 or NaN) are left out; a region with none gets NaN.
+    """
+    result: dict[int, dict[str, float]] = {}
+    for region in np.unique(regions):
+        inside = regions == region
+        for label, volume in maps_a.items():
+            voxels = voxel_of(positions_a[inside], volume.shape[0], pixel_size_a)
+            values = volume[voxels[:, 0], voxels[:, 1], voxels[:, 2]]
+            values = values[np.isfinite(values) & (values > 0)]
+            median = float(np.median(values)) if values.size else float("nan")
+            result.setdefault(int(region), {})[label] = round(median, 3)
+    return result

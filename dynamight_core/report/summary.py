@@ -42,6 +42,8 @@ class ReportInputs:
     significance_z: float
     negative_control: Mapping[str, Any] | None = None
     atomic_model: str | None = None
+    # region -> local-resolution map label -> median (Å) at the region's pseudo-atoms
+    region_local_resolution: Mapping[int, Mapping[str, float]] | None = None
 
 
 def _difference(first: Mapping[str, Any], second: Mapping[str, Any]) -> dict[str, float]:
@@ -122,10 +124,19 @@ def verdict(gain: Mapping[str, Any]) -> str:
 
 def _motion(inputs: ReportInputs) -> dict[str, Any]:
     error = inputs.deformation_error
+    regions = [dict(row) for row in error["regions"]]
+    local = inputs.region_local_resolution or {}
+    for row in regions:
+        medians = local.get(row["region"])
+        if medians is None:
+            continue
+        row["local_resolution_consensus_a"] = medians["consensus"]
+        row["local_resolution_deformed_a"] = medians["deformed"]
+        row["local_resolution_gain_a"] = round(medians["consensus"] - medians["deformed"], 3)
     return {
         "median_motion_a": error["median_motion_a"],
         "median_error_a": error["median_error_a"],
-        "regions": list(error["regions"]),
+        "regions": regions,
     }
 
 

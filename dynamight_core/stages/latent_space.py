@@ -34,6 +34,7 @@ def run(args: argparse.Namespace) -> None:
     import numpy as np
     import pandas as pd
 
+    from dynamight_core.data.latents import mean_columns
     from dynamight_core.errors import InputError
     from dynamight_core.io.files import write_json_atomic
     from dynamight_core.report.figures import plot_latent_space, plot_on_model
@@ -50,9 +51,7 @@ def run(args: argparse.Namespace) -> None:
     vae = load_half_set_vae(args.model, device)
     model = vae.model.requires_grad_(False)
     table = pd.read_csv(args.latents)
-    columns = sorted(
-        (c for c in table.columns if c.startswith("mu_")), key=lambda c: int(c.split("_")[1])
-    )
+    columns = mean_columns(table)
     if len(table) < 3 or not columns:
         raise InputError(args.latents, "mu_*", "latent means of at least 3 particles", "fewer")
     latents = table[columns].to_numpy(dtype=np.float64)

@@ -34,6 +34,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_file_argument(parser, "--local-resolution-png", "local-resolution figure")
     add_file_argument(parser, "--deformation-error-json", "half sets' disagreement (JSON)")
     add_file_argument(parser, "--deformation-error-png", "motion and error on the model")
+    add_file_argument(
+        parser, "--gaussians-tsv", "motion, error and region per pseudo-atom (deformation-error)"
+    )
+    add_file_argument(
+        parser,
+        "--local-resolution-maps",
+        "consensus and deformed local-resolution maps (MRC)",
+        nargs=2,
+    )
     add_file_argument(parser, "--latent-json", "each half set's latent PCA (JSON)", nargs=2)
     add_file_argument(parser, "--latent-png", "each half set's latent figure", nargs=2)
     add_file_argument(parser, "--displacement-png", "each half set's displacements", nargs=2)
@@ -68,6 +77,23 @@ def headline(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _region_local_resolution(args: argparse.Namespace) -> dict[int, dict[str, float]]:
+    """Median local resolution of each map at each motion region's pseudo-atoms."""
+    import pandas as pd
+
+    from dynamight_core.io.mrc import read_volume
+    from dynamight_core.report.motion import region_local_resolution
+
+    table = pd.read_csv(args.gaussians_tsv, sep="\t")
+    volumes = [read_volume(path) for path in args.local_resolution_maps]
+    return region_local_resolution(
+        table[["x_a", "y_a", "z_a"]].to_numpy(),
+        table["region"].to_numpy(),
+        {label: v.data for label, v in zip(("consensus", "deformed"), volumes, strict=True)},
+        volumes[0].voxel_size_a,
+    )
+
+
 def _read_json(path: str) -> Any:
     import json
 
@@ -82,6 +108,8 @@ def _read_json(path: str) -> Any:
 
 def run(args: argparse.Namespace) -> None:
     """Gather the stages' outputs, decide on the gain, write the page and the numbers."""
+    from dataclasses import replace
+
     import pandas as pd
 
     from dynamight_core.errors import InputError
@@ -124,6 +152,7 @@ def run(args: argparse.Namespace) -> None:
         negative_control=negative,
         atomic_model=provenance.get("config", {}).get("inputs", {}).get("atomic_model"),
     )
+    inputs = replace(inputs, region_local_resolution=_region_local_resolution(args))
     mask = read_volume(args.mask)
     summary = build_summary(inputs, {"pixel_size_a": mask.voxel_size_a, "box_px": mask.box_px})
     tables = {

@@ -40,6 +40,10 @@ rule report:
         local_png=f"{OUT}/local_resolution/local_resolution.png",
         error_json=f"{OUT}/vae/deformation_error.json",
         error_png=f"{OUT}/vae/deformation_error.png",
+        gaussians=f"{OUT}/vae/deformation_error_gaussians.tsv",
+        local_maps=expand(
+            f"{OUT}/local_resolution/{{label}}.mrc", label=("consensus", "deformed")
+        ),
         latent_json=expand(f"{OUT}/latent/half{{half}}/latent_space.json", half=HALVES),
         latent_png=expand(f"{OUT}/latent/half{{half}}/latent_space.png", half=HALVES),
         displacement_png=expand(
@@ -72,7 +76,8 @@ rule report:
         " --postprocess-png {input.postprocess_png} --postprocess-tsv {input.postprocess_tsv}"
         " --local-resolution-json {input.local_json} --local-resolution-png {input.local_png}"
         " --deformation-error-json {input.error_json}"
-        " --deformation-error-png {input.error_png} --latent-json {input.latent_json}"
+        " --deformation-error-png {input.error_png} --gaussians-tsv {input.gaussians}"
+        " --local-resolution-maps {input.local_maps} --latent-json {input.latent_json}"
         " --latent-png {input.latent_png} --displacement-png {input.displacement_png}"
         " --training-png {input.training_png} --fsc-deformed-json {input.fsc_json}"
         " --fsc-deformed-png {input.fsc_png} --provenance {input.provenance}"
