@@ -15,6 +15,7 @@ BENCHMARKS = [
     "bench_gaussians.py",
     "bench_vae.py",
     "bench_deformed_speed.py",
+    "bench_validation.py",
 ]
 
 

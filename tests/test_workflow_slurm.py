@@ -19,11 +19,10 @@ from workflow_tools import CPU_RULES, GPU_RULES, REPO, make_workdir, ok, snakema
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 
-# the demo with fewer particles and the training stages shortened: the cluster's plumbing,
-# not the maps, is under test; the null control's jobs are the same rules as the real
-# run's (local_run runs them)
+# the training stages shortened (the demo's data and consensus stay as in ``local_run``,
+# which the end of the test compares); the null control's jobs are the same rules as the
+# real run's (local_run runs them)
 SHORT_TRAINING = """\
-simulate: {n_particles: 1000}
 gaussians: {iterations: 100}
 warmup: {epochs: 1}
 vae: {max_epochs: 1, refine_steps: 1, track_steps: 1}

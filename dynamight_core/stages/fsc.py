@@ -50,7 +50,12 @@ def run(args: argparse.Namespace) -> None:
 
     from dynamight_core.io.files import atomic_path, write_json_atomic
     from dynamight_core.io.mrc import check_volume_matches, read_volume
-    from dynamight_core.metrics.fsc import expected_correlation_with_truth, fsc, masked_fsc
+    from dynamight_core.metrics.fsc import (
+        expected_correlation_with_truth,
+        flatten_amplitudes,
+        fsc,
+        masked_fsc,
+    )
     from dynamight_core.metrics.plots import plot_fsc
 
     half1, half2 = read_volume(args.half1), read_volume(args.half2)
@@ -76,7 +81,9 @@ def run(args: argparse.Namespace) -> None:
     if args.mask:
         mask = read_volume(args.mask)
         check_volume_matches(mask, box, pixel, "mask")
-        result = masked_fsc(half1.data, half2.data, mask.data, pixel)
+        # on flattened shells, as post-processing: our half maps are Wiener-filtered
+        flat = flatten_amplitudes(half1.data, half2.data)
+        result = masked_fsc(flat[0], flat[1], mask.data, pixel)
         table["fsc_masked"] = result.masked.fsc
         table["fsc_phase_randomised"] = result.randomised_masked.fsc
         table["fsc_corrected"] = result.corrected.fsc

@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> None:
 
     from dynamight_core.io.files import atomic_path, write_json_atomic, write_text_atomic
     from dynamight_core.io.mrc import check_volume_matches, read_volume, write_volume
-    from dynamight_core.metrics.fsc import fsc, fsc_area, masked_fsc
+    from dynamight_core.metrics.fsc import flatten_amplitudes, fsc, fsc_area, masked_fsc
     from dynamight_core.metrics.plots import plot_fsc
 
     deformed = [read_volume(path) for path in args.half_maps]
@@ -95,7 +95,8 @@ def run(args: argparse.Namespace) -> None:
             "fsc_area": round(fsc_area(unmasked.fsc), 4),
         }
         if mask is not None:
-            corrected = masked_fsc(halves[0].data, halves[1].data, mask, pixel).corrected
+            flat = flatten_amplitudes(halves[0].data, halves[1].data)  # as post-processing
+            corrected = masked_fsc(flat[0], flat[1], mask, pixel).corrected
             curves[f"{label} halves, masked"] = corrected.fsc
             entry["masked_resolution_0143_a"] = round(corrected.resolution_at(0.143), 3)
         for name, reference in references.items():
