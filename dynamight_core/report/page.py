@@ -28,13 +28,11 @@ def _better_map(
     )
     for label, png in zip(labels, figures["postprocess"], strict=True):
         page.figure(png, f"Post-processing of the {label} half maps: FSC curves and Guinier plot.")
-    references = figures.get("references")
-    if references is not None:
-        page.figure(
-            figures["references_png"],
-            "FSC of the deformed and consensus maps between halves and against the reference "
-            "maps given in the configuration (inputs.reference_map, inputs.reference_state).",
-        )
+    page.figure(
+        figures["references_png"],
+        "FSC of the deformed and consensus maps between halves and against the reference "
+        "maps given in the configuration (inputs.reference_map, inputs.reference_state).",
+    )
     page.heading("Local resolution", 3)
     change, maps = summary["gain"], summary["maps"]
     page.paragraph(
@@ -98,7 +96,8 @@ def _latent(page: Page, summary: Mapping[str, Any], figures: Figures) -> None:
         page.figure(
             figures["latent"][index],
             "Latent means on PC1 and PC2 (density, log scale) and the half set's model "
-            "projected along z at -2 .. +2 standard deviations along each.",
+            "projected (along the axis in each panel's title, the one PC1 moves it least in) "
+            "at -2 .. +2 standard deviations along each.",
         )
         page.figure(figures["displacement"][index], "RMS displacement of each pseudo-atom.")
         page.figure(figures["training"][index], "Training and validation curves.")
@@ -151,7 +150,6 @@ def figure_paths(args: Any) -> dict[str, Any]:
         "mask": Path(args.mask).name,
         "gain": args.out_gain_png,
         "postprocess": args.postprocess_png,
-        "references": args.fsc_deformed_json,
         "references_png": args.fsc_deformed_png,
         "local_resolution": args.local_resolution_png,
         "deformation_error": args.deformation_error_png,

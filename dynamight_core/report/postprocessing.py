@@ -19,7 +19,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from dynamight_core.metrics.fsc import (
-    FscCurve,
     MaskedFsc,
     corrected_like,
     flatten_amplitudes,
@@ -66,11 +65,6 @@ class Postprocessed:
     applied_bfactor_a2: float
     sharpened: np.ndarray
     jackknife_areas: np.ndarray
-
-    @property
-    def corrected(self) -> FscCurve:
-        """The phase-randomisation-corrected masked FSC."""
-        return self.curves.corrected
 
     def summary(self) -> dict[str, float | int | list[float]]:
         """The headline numbers, rounded for the JSON."""

@@ -47,7 +47,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_file_argument(parser, "--latent-png", "each half set's latent figure", nargs=2)
     add_file_argument(parser, "--displacement-png", "each half set's displacements", nargs=2)
     add_file_argument(parser, "--training-png", "each half set's training curves", nargs=2)
-    add_file_argument(parser, "--fsc-deformed-json", "comparison with references (JSON)")
     add_file_argument(parser, "--fsc-deformed-png", "comparison with references (PNG)")
     add_file_argument(parser, "--provenance", "the run's provenance record (JSON)")
     add_file_argument(parser, "--mask", "the mask every masked number used (MRC)")

@@ -50,7 +50,6 @@ rule report:
             f"{OUT}/latent/half{{half}}/displacement.png", half=HALVES
         ),
         training_png=expand(f"{OUT}/vae/half{{half}}/training.png", half=HALVES),
-        fsc_json=f"{OUT}/deformed/fsc.json",
         fsc_png=f"{OUT}/deformed/fsc.png",
         provenance=f"{OUT}/provenance.json",
         mask=MASK,
@@ -79,7 +78,7 @@ rule report:
         " --deformation-error-png {input.error_png} --gaussians-tsv {input.gaussians}"
         " --local-resolution-maps {input.local_maps} --latent-json {input.latent_json}"
         " --latent-png {input.latent_png} --displacement-png {input.displacement_png}"
-        " --training-png {input.training_png} --fsc-deformed-json {input.fsc_json}"
+        " --training-png {input.training_png}"
         " --fsc-deformed-png {input.fsc_png} --provenance {input.provenance}"
         " --mask {input.mask} {params.negative} {params.settings}"
         " --out-html {output.html} --out-summary {output.summary}"
