@@ -7,12 +7,9 @@ box 128 in minutes on a CPU (issue 17); it runs on CUDA when one is visible.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 import numpy as np
 import torch
-from common import configure, device, peak_rss_mb, print_table
+from common import configure, device, peak_rss_mb, print_table, seconds_per_call
 
 from dynamight_core.geometry.masks import spherical_mask
 from dynamight_core.metrics.fsc import flatten_amplitudes, masked_fsc
@@ -20,6 +17,7 @@ from dynamight_core.metrics.local_resolution import local_resolution
 from dynamight_core.report.postprocessing import PostprocessSettings, postprocess
 
 PIXEL_A = 1.06
+REPEATS = {"repeats": 2, "warmup": 1}  # median of 2 after one warm-up call
 
 
 def half_maps(box: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -35,21 +33,18 @@ def half_maps(box: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarr
     )
 
 
-def seconds(fn: Callable[[], object]) -> float:
-    """Wall time of one call (after CUDA has finished)."""
-    start = time.perf_counter()
-    fn()
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
-
-
 def measure(box: int, where: torch.device) -> list[object]:
     """Seconds of the baseline, local resolution and post-processing at one box size."""
     first, second, mask = half_maps(box)
-    baseline = seconds(lambda: masked_fsc(*flatten_amplitudes(first, second), mask, PIXEL_A))
-    local = seconds(lambda: local_resolution(first, second, PIXEL_A, mask=mask, device=where))
-    post = seconds(lambda: postprocess(first, second, mask, PIXEL_A, PostprocessSettings()))
+    baseline = seconds_per_call(
+        lambda: masked_fsc(*flatten_amplitudes(first, second), mask, PIXEL_A), **REPEATS
+    )
+    local = seconds_per_call(
+        lambda: local_resolution(first, second, PIXEL_A, mask=mask, device=where), **REPEATS
+    )
+    post = seconds_per_call(
+        lambda: postprocess(first, second, mask, PIXEL_A, PostprocessSettings()), **REPEATS
+    )
     return [box, baseline, local, local / baseline, post, post / baseline]
 
 
