@@ -66,22 +66,6 @@ def plot_postprocess(path: str | Path, result: Postprocessed, label: str) -> Non
     _save(fig, path)
 
 
-def plot_fsc_comparison(
-    path: str | Path, resolution_a: np.ndarray, curves: Mapping[str, np.ndarray], title: str
-) -> None:
-    """Several maps' corrected masked FSC on one axis, with the 0.143 line."""
-    frequency = _frequency(resolution_a)
-    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
-    for name, values in curves.items():
-        ax.plot(frequency, values, label=name, linewidth=1.5)
-    ax.axhline(0.143, color="grey", linestyle=":", linewidth=1)
-    ax.axhline(0.0, color="black", linewidth=0.5)
-    ax.set(xlabel="spatial frequency (1/Å)", ylabel="FSC (masked, corrected)", ylim=(-0.1, 1.05))
-    ax.set_title(title)
-    ax.legend(fontsize=8, loc="lower left")
-    _save(fig, path)
-
-
 def central_slices(volume: np.ndarray) -> list[np.ndarray]:
     """The three `(D, D)` central sections of a `(D, D, D)` map, normal to z, y and x."""
     centre = volume.shape[0] // 2

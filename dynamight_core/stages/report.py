@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> None:
     from dynamight_core.errors import InputError
     from dynamight_core.io.files import write_json_atomic, write_text_atomic
     from dynamight_core.io.mrc import read_volume
-    from dynamight_core.report.figures import plot_fsc_comparison
+    from dynamight_core.metrics.plots import plot_fsc
     from dynamight_core.report.page import build_page, figure_paths
     from dynamight_core.report.summary import ReportInputs, build_summary
 
@@ -159,7 +159,7 @@ def run(args: argparse.Namespace) -> None:
         for label, path in zip(labels, args.postprocess_tsv, strict=True)
     }
     resolution = tables["consensus"]["resolution_a"].to_numpy()
-    plot_fsc_comparison(
+    plot_fsc(
         args.out_gain_png,
         resolution,
         {label: table["fsc_corrected"].to_numpy() for label, table in tables.items()},
