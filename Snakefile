@@ -19,6 +19,7 @@ include: "workflow/rules/gaussians.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/deformed.smk"
 include: "workflow/rules/validation.smk"
+include: "workflow/rules/explore.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -45,6 +45,8 @@ STAGES = {
     "latent-space": "dynamight_core.stages.latent_space",
     "report": "dynamight_core.stages.report",
     "provenance": "dynamight_core.stages.provenance",
+    "explore": "dynamight_core.stages.explore",
+    "relion-external": "dynamight_core.stages.relion_external",
 }
 
 EXIT_BAD_INPUT = 2
@@ -76,29 +78,69 @@ def write_run_record(path: str, stage: str, started: float) -> None:
     write_json_atomic(path, record)
 
 
+def _add_command(
+    subparsers: argparse._SubParsersAction, name: str, module_name: str, depth: int = 0
+) -> None:
+    """A stage's parser; a stage module with ``ACTIONS`` gets one sub-command per action."""
+    module = importlib.import_module(module_name)
+    sub = subparsers.add_parser(
+        name,
+        help=module.HELP,
+        description=module.HELP,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    actions = getattr(module, "ACTIONS", None)
+    if actions:
+        nested = sub.add_subparsers(dest=f"action{depth}", required=True, metavar="ACTION")
+        for action, action_module in actions.items():
+            _add_command(nested, action, action_module, depth + 1)
+        return
+    add_run_argument(sub, "--log-level", "logging level", default="INFO")
+    add_file_argument(
+        sub,
+        "--record",
+        "write a JSON record of this run (host, device, versions, time)",
+        default=None,
+    )
+    module.add_arguments(sub)
+    sub.set_defaults(module=module)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The top-level parser with one sub-command per stage."""
+    """The top-level parser with one sub-command per stage (and per action of a stage)."""
     parser = argparse.ArgumentParser(prog="dynamight-core", description=__doc__)
     parser.add_argument("--version", action="version", version=f"dynamight-core {__version__}")
     subparsers = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
     for name, module_name in STAGES.items():
-        module = importlib.import_module(module_name)
-        sub = subparsers.add_parser(
-            name,
-            help=module.HELP,
-            description=module.HELP,
-            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        )
-        add_run_argument(sub, "--log-level", "logging level", default="INFO")
-        add_file_argument(
-            sub,
-            "--record",
-            "write a JSON record of this run (host, device, versions, time)",
-            default=None,
-        )
-        module.add_arguments(sub)
-        sub.set_defaults(module=module)
+        _add_command(subparsers, name, module_name)
     return parser
+
+
+def commands() -> list[tuple[str, ...]]:
+    """Every runnable command: ``("fsc",)``, ``("explore", "maps")``, ..."""
+    found: list[tuple[str, ...]] = []
+
+    def visit(prefix: tuple[str, ...], module_name: str) -> None:
+        actions = getattr(importlib.import_module(module_name), "ACTIONS", None)
+        if not actions:
+            found.append(prefix)
+            return
+        for action, action_module in actions.items():
+            visit((*prefix, action), action_module)
+
+    for name, module_name in STAGES.items():
+        visit((name,), module_name)
+    return found
+
+
+def command_name(args: argparse.Namespace) -> str:
+    """``explore maps`` for a nested command, the stage's name otherwise."""
+    parts = [args.stage]
+    depth = 0
+    while getattr(args, f"action{depth}", None):
+        parts.append(getattr(args, f"action{depth}"))
+        depth += 1
+    return " ".join(parts)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -113,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args.module.run(args)
         if args.record:
-            write_run_record(args.record, args.stage, started)
+            write_run_record(args.record, command_name(args), started)
     except CheckpointInUseError as err:
         logger.error("another copy of this stage is running: %s", err)
         return EXIT_BAD_INPUT
@@ -127,8 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         logger.exception(
             "stage '%s' failed; the traceback above shows where. If the input "
             "looks right, report it with this log.",
-            args.stage,
+            command_name(args),
         )
         return EXIT_FAILURE
-    logger.info("stage '%s' finished", args.stage)
+    logger.info("stage '%s' finished", command_name(args))
     return 0

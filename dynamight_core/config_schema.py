@@ -436,6 +436,39 @@ SCHEMA: dict[str, Any] = {
             must_exist=True,
         ),
     },
+    "explore": {
+        "states": Key(
+            "int",
+            5,
+            "density maps (and pseudo-atom states) along PC1 of each half set's latent space, "
+            "at evenly spaced percentiles of the particles' PC1 scores",
+            2,
+            101,
+        ),
+        "low_percentile": Key(
+            "float", 5.0, "percentile of the PC1 scores where the maps and movie start", 0.0, 100.0
+        ),
+        "high_percentile": Key(
+            "float", 95.0, "percentile of the PC1 scores where the maps and movie end", 0.0, 100.0
+        ),
+        "movie_frames": Key("int", 20, "frames of the movie along PC1 (one MRC each)", 2, 1000),
+        "movie_fps": Key("float", 8.0, "frames per second of the movie (GIF, ChimeraX)", 0.1, 60.0),
+        "bfactor": Key(
+            "str",
+            "displacement",
+            "what the pseudo-atoms' B-factor column carries: displacement (RMS motion over "
+            "the particles, Å) or disagreement (RMS difference between the half sets' "
+            "motions of held-out particles, Å: low is reliable)",
+            choices=("displacement", "disagreement"),
+        ),
+        "reconstruct_nearest": Key(
+            "int",
+            0,
+            "also reconstruct each map's state from the particles nearest it in latent space "
+            "(deformed backprojection of this many particles; 0: Gaussian renders only)",
+            0,
+        ),
+    },
     "resources": {
         "simulate": _resources(0, 2, 4000, 30),
         "split_halves": _resources(0, 1, 2000, 10),
@@ -453,6 +486,9 @@ SCHEMA: dict[str, Any] = {
         "postprocess": _resources(0, 1, 4000, 20),
         "local_resolution": _resources(1, 4, 16000, 60),
         "latent_space": _resources(0, 2, 8000, 30),
+        # give explore_maps a GPU when explore.reconstruct_nearest > 0
+        "explore_maps": _resources(0, 2, 8000, 30),
+        "explore_movie": _resources(0, 2, 8000, 30),
         "report": _resources(0, 1, 4000, 10),
     },
     # site settings, used by the SLURM executor (--profile slurm) and ignored by local runs

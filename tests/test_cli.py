@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dynamight_core.cli import STAGES, main
+from dynamight_core.cli import commands, main
 
 
 def test_chain_writes_all_outputs(small_dataset: Path, tmp_path: Path) -> None:
@@ -64,9 +64,9 @@ def test_chain_writes_all_outputs(small_dataset: Path, tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".*.tmp")), "temporary files left behind"
 
 
-@pytest.mark.parametrize("stage", list(STAGES))
-def test_every_stage_has_help(stage: str, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("command", [" ".join(c) for c in commands()])
+def test_every_stage_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        main([stage, "--help"])
+        main([*command.split(), "--help"])
     assert exit_info.value.code == 0
     assert "--log-level" in capsys.readouterr().out

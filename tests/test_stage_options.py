@@ -15,7 +15,7 @@ from dataclasses import MISSING, fields
 
 import pytest
 
-from dynamight_core.cli import STAGES, build_parser
+from dynamight_core.cli import build_parser, commands
 from dynamight_core.config import defaults, validate
 from dynamight_core.config_cli import OPTION_KIND, SCHEMA_KEY, section_flags
 from dynamight_core.config_schema import SCHEMA, Key
@@ -40,6 +40,7 @@ STAGE_SECTIONS = (
     "postprocess",
     "local_resolution",
     "report",
+    "explore",
 )
 # read by the workflow only (report.null_seed reaches the null control's jobs as the run
 # option --shuffle-latents-seed, report.negative_control the report as a file)
@@ -87,13 +88,35 @@ SECTION_STAGES = [
     ("local_resolution", "local-resolution", None),
     ("report", "deformation-error", ("regions",)),
     ("report", "report", ("significance_z",)),
+    (
+        "explore",
+        "explore maps",
+        ("states", "low_percentile", "high_percentile", "bfactor", "reconstruct_nearest"),
+    ),
+    (
+        "explore",
+        "explore movie",
+        ("movie_frames", "movie_fps", "low_percentile", "high_percentile"),
+    ),
+    ("deformed", "explore maps", ("method", "control_grid", "batch_size", "tau2_fudge")),
 ]
+COMMANDS = [" ".join(command) for command in commands()]
 
 
 def _stage_parsers() -> dict[str, argparse.ArgumentParser]:
-    parser = build_parser()
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    return dict(sub.choices)
+    """Every runnable command's parser, nested actions as ``"explore maps"``."""
+    found: dict[str, argparse.ArgumentParser] = {}
+
+    def visit(prefix: str, parser: argparse.ArgumentParser) -> None:
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs:
+            found[prefix.strip()] = parser
+            return
+        for name, sub in subs[0].choices.items():
+            visit(f"{prefix} {name}", sub)
+
+    visit("", build_parser())
+    return found
 
 
 def _options(parser: argparse.ArgumentParser) -> list[argparse.Action]:
@@ -106,10 +129,10 @@ def _schema_key(dotted: str) -> Key:
 
 
 def test_every_stage_has_a_parser() -> None:
-    assert set(_stage_parsers()) == set(STAGES)
+    assert set(_stage_parsers()) == set(COMMANDS)
 
 
-@pytest.mark.parametrize("stage", sorted(STAGES))
+@pytest.mark.parametrize("stage", sorted(COMMANDS))
 def test_every_option_has_a_source_and_help(stage: str) -> None:
     for action in _options(_stage_parsers()[stage]):
         kind = getattr(action, OPTION_KIND, None)
@@ -216,9 +239,9 @@ def test_help_imports_no_torch() -> None:
     script = (
         "import sys, contextlib, io\n"
         "from dynamight_core.cli import main\n"
-        "for stage in (None, *__import__('dynamight_core.cli').cli.STAGES):\n"
+        "for command in ((), *__import__('dynamight_core.cli').cli.commands()):\n"
         "    with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
-        "        main(['--help'] if stage is None else [stage, '--help'])\n"
+        "        main([*command, '--help'])\n"
         "print(sorted(m for m in ('torch', 'numpy', 'pandas') if m in sys.modules))\n"
     )
     result = subprocess.run(

@@ -31,6 +31,8 @@ ALL_RULES = {
     "postprocess",
     "local_resolution",
     "latent_space",
+    "explore_maps",
+    "explore_movie",
     "provenance",
     "report",
     "all",
@@ -38,7 +40,8 @@ ALL_RULES = {
 # what follows any change of a map: its post-processing, local resolution, the report
 VALIDATION = {"postprocess", "local_resolution", "provenance", "report"}
 DEFORMED = {"backproject_deformed", "solve_deformed", "fsc_deformed"} | VALIDATION
-TRAINING = {"train_vae", "deformation_error", "latent_space"} | DEFORMED
+EXPLORE = {"explore_maps", "explore_movie"}
+TRAINING = {"train_vae", "deformation_error", "latent_space"} | EXPLORE | DEFORMED
 
 
 def test_lint_is_clean() -> None:
@@ -114,6 +117,8 @@ def test_second_run_does_nothing(local_run: Path) -> None:
         ("deformed={tau2_fudge: 2.0}", {"solve_deformed", "fsc_deformed"} | VALIDATION),
         ("local_resolution={step_px: 2}", {"local_resolution", "provenance", "report"}),
         ("report={significance_z: 2.0}", {"provenance", "report"}),
+        ("explore={movie_frames: 12}", {"explore_movie", "provenance", "report"}),
+        ("explore={bfactor: disagreement}", {"explore_maps", "provenance", "report"}),
         ("warmup={epochs: 7}", {"warmup"} | TRAINING),
         ("gaussians={iterations: 500}", {"fit_consensus", "warmup"} | TRAINING),
         (

@@ -109,7 +109,8 @@ def test_demo_through_slurm(slurm_cluster: None, local_run: Path, tmp_path: Path
 
     jobs = _accounting(since)
     assert set(jobs) == GPU_RULES | CPU_RULES, jobs
-    for rule in ("fit_consensus", "warmup", "train_vae", "solve_deformed", "latent_space"):
+    per_half = ("fit_consensus", "warmup", "train_vae", "solve_deformed", "latent_space")
+    for rule in (*per_half, "explore_maps", "explore_movie"):
         assert len(jobs[rule]) == 2, rule  # one job per half set
     assert len(jobs["postprocess"]) == 2  # the consensus and the deformed half maps
     assert len(jobs["backproject_deformed"]) == 4  # two shards per half set, each a job

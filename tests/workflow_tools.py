@@ -43,6 +43,8 @@ CPU_RULES = {
     "make_mask",
     "postprocess",
     "latent_space",
+    "explore_maps",
+    "explore_movie",
 }
 # rules that run where snakemake runs (localrules), never as SLURM jobs
 LOCAL_RULES = {"provenance", "report"}

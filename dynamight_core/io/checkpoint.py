@@ -238,3 +238,12 @@ def read_model_file(path: str | Path, kind: str) -> dict[str, Any]:
         found = payload.get("kind") if isinstance(payload, dict) else type(payload).__name__
         raise InputError(path, "kind", f"a {kind} file", repr(found))
     return payload
+
+
+def model_kind(path: str | Path) -> str | None:
+    """The ``kind`` of a model file written by :func:`write_model_file` (None if it has none)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "file", "a model file", "no such file")
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    return payload.get("kind") if isinstance(payload, dict) else None

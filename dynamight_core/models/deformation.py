@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -159,3 +160,22 @@ def load_deformation_model(
     model = DeformationModel.from_description(payload["config"])
     model.load_state_dict(payload["state_dict"])
     return model.to(device or torch.device("cpu")), payload["extra"]
+
+
+@torch.no_grad()
+def displacement_rms_a(
+    model: DeformationModel, latents: np.ndarray, batch: int = 256
+) -> np.ndarray:
+    """`(N,)` each Gaussian's RMS displacement (Å) about its mean over the given latents."""
+    device = model.consensus.positions.device
+    total = None
+    square = None
+    for start in range(0, len(latents), batch):
+        z = torch.as_tensor(latents[start : start + batch], dtype=torch.float32, device=device)
+        shifts = model.displacements_a(z).double()
+        total = shifts.sum(0) if total is None else total + shifts.sum(0)
+        square = (shifts**2).sum(0) if square is None else square + (shifts**2).sum(0)
+    assert total is not None and square is not None
+    count = len(latents)
+    variance = (square / count - (total / count) ** 2).sum(-1).clamp(min=0.0)
+    return variance.sqrt().cpu().numpy()

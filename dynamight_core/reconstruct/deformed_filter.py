@@ -22,7 +22,7 @@ import torch
 
 from dynamight_core.geometry.masks import spherical_mask
 from dynamight_core.metrics.fsc import fsc
-from dynamight_core.reconstruct.deformed import DeformedSums
+from dynamight_core.reconstruct.deformed import DeformedGeometry, DeformedSums, backproject
 from dynamight_core.reconstruct.deformed_projector import SupportGrid
 from dynamight_core.reconstruct.homogeneous import (
     MASK_EDGE_PX,
@@ -190,3 +190,23 @@ def masked_half_map(values: torch.Tensor, support: SupportGrid, gain: torch.Tens
     radius = min(radius, support.radius_px - MASK_EDGE_PX, box / 2 - MASK_EDGE_PX)
     mask = torch.from_numpy(spherical_mask(box, radius, MASK_EDGE_PX)).to(volume)
     return scale_shells(volume * mask, gain).cpu().numpy()
+
+
+def reconstruct_subset(
+    geometry: DeformedGeometry,
+    half_rows: np.ndarray,
+    rows: np.ndarray,
+    batch_size: int,
+    pixel_size_a: float,
+    tau2_fudge: float,
+) -> np.ndarray:
+    """`(D, D, D)` deformed map of some of a half set's particles (e.g. those of one state).
+
+    The half map's steps without the iterative refinement: deformed backprojection of
+    ``rows`` (a subset of ``half_rows``), the Wiener filter from the FSC between the
+    subset's own two quarters, the soft sphere and the per-shell gain.
+    """
+    sums = backproject(geometry, half_rows, rows, batch_size)
+    support = geometry.projector.support
+    start = filtered_backprojection(sums, support, pixel_size_a, tau2_fudge)
+    return masked_half_map(start.values, support, start.gain)

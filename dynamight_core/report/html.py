@@ -55,11 +55,12 @@ class Page:
         self.parts.append(f"<p{attribute}>{html.escape(text)}</p>")
 
     def figure(self, png: str | Path, caption: str) -> None:
-        """A PNG embedded as base64, with its caption."""
+        """A PNG (or an animated GIF) embedded as base64, with its caption."""
         data = base64.b64encode(Path(png).read_bytes()).decode("ascii")
+        mime = "image/gif" if Path(png).suffix.lower() == ".gif" else "image/png"
         alt = html.escape(caption, quote=True)
         self.parts.append(
-            f'<figure><img src="data:image/png;base64,{data}" alt="{alt}">'
+            f'<figure><img src="data:{mime};base64,{data}" alt="{alt}">'
             f"<figcaption>{html.escape(caption)}</figcaption></figure>"
         )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,16 @@ def _latent(page: Page, summary: Mapping[str, Any], figures: Figures) -> None:
             "at -2 .. +2 standard deviations along each.",
         )
         page.figure(figures["displacement"][index], "RMS displacement of each pseudo-atom.")
+        movie, maps = figures["movie_records"][index], figures["maps_records"][index]
+        page.figure(
+            figures["movie"][index],
+            f"The half set's model along {movie['path']} ({len(movie['frames'])} frames, "
+            "projections along z | y | x). In explore/half"
+            f"{index + 1}/: movie/movie.cxc opens the frames in ChimeraX as a volume series "
+            f"with the pseudo-atoms; pc1/maps.cxc the {len(maps['maps'])} maps at "
+            f"{maps['points']}; pseudo_atoms.cif/.pdb the consensus and those states as "
+            f"pseudo-atoms (B-factor: {maps['bfactor']}, Å).",
+        )
         page.figure(figures["training"][index], "Training and validation curves.")
 
 
@@ -156,4 +167,7 @@ def figure_paths(args: Any) -> dict[str, Any]:
         "latent": args.latent_png,
         "displacement": args.displacement_png,
         "training": args.training_png,
+        "movie": args.movie_gif,
+        "movie_records": [json.loads(Path(p).read_text()) for p in args.movie_json],
+        "maps_records": [json.loads(Path(p).read_text()) for p in args.maps_json],
     }

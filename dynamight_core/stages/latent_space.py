@@ -34,6 +34,7 @@ def run(args: argparse.Namespace) -> None:
     import numpy as np
     import pandas as pd
 
+    from dynamight_core.data.latent_space import latent_pca
     from dynamight_core.data.latents import mean_columns
     from dynamight_core.errors import InputError
     from dynamight_core.io.files import write_json_atomic
@@ -41,7 +42,6 @@ def run(args: argparse.Namespace) -> None:
     from dynamight_core.report.latent import (
         STEPS_SD,
         displacement_rms_a,
-        latent_pca,
         renders_along,
     )
     from dynamight_core.stages.common import compute_device

@@ -230,7 +230,14 @@ def final_outputs():
 
 def stage_records():
     """Run records of every stage that makes the final outputs."""
-    per_half = ("fit_consensus", "warmup", "train_vae", "latent_space")
+    per_half = (
+        "fit_consensus",
+        "warmup",
+        "train_vae",
+        "latent_space",
+        "explore_maps",
+        "explore_movie",
+    )
     return [
         f"{RECORDS}/split_halves.json",
         f"{RECORDS}/reconstruct_consensus.json",

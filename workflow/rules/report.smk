@@ -50,6 +50,9 @@ rule report:
             f"{OUT}/latent/half{{half}}/displacement.png", half=HALVES
         ),
         training_png=expand(f"{OUT}/vae/half{{half}}/training.png", half=HALVES),
+        movie_gif=expand(f"{OUT}/explore/half{{half}}/movie/movie.gif", half=HALVES),
+        movie_json=expand(f"{OUT}/explore/half{{half}}/movie/movie.json", half=HALVES),
+        maps_json=expand(f"{OUT}/explore/half{{half}}/pc1/maps.json", half=HALVES),
         fsc_png=f"{OUT}/deformed/fsc.png",
         provenance=f"{OUT}/provenance.json",
         mask=MASK,
@@ -78,7 +81,8 @@ rule report:
         " --deformation-error-png {input.error_png} --gaussians-tsv {input.gaussians}"
         " --local-resolution-maps {input.local_maps} --latent-json {input.latent_json}"
         " --latent-png {input.latent_png} --displacement-png {input.displacement_png}"
-        " --training-png {input.training_png}"
+        " --training-png {input.training_png} --movie-gif {input.movie_gif}"
+        " --movie-json {input.movie_json} --maps-json {input.maps_json}"
         " --fsc-deformed-png {input.fsc_png} --provenance {input.provenance}"
         " --mask {input.mask} {params.negative} {params.settings}"
         " --out-html {output.html} --out-summary {output.summary}"

@@ -1,0 +1,99 @@
+"""Options and inputs shared by the ``explore`` actions."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from dynamight_core.config_cli import add_file_argument, add_run_argument
+
+
+def add_half_set_inputs(parser: argparse.ArgumentParser) -> None:
+    """The half set's trained VAE and its latent table."""
+    add_file_argument(parser, "--model", "the half set's trained VAE (train-vae's model.pt)")
+    add_file_argument(parser, "--latents", "the half set's latent table (train-vae's latents.csv)")
+
+
+def add_component_argument(parser: argparse.ArgumentParser) -> None:
+    """Which principal component a path follows."""
+    add_run_argument(
+        parser,
+        "--component",
+        "principal component of the latent means to follow (1 = PC1)",
+        type=int,
+        default=1,
+    )
+
+
+def parse_latent_points(text: str, latent_dim: int, source: str = "--points") -> Any:
+    """`(S, L)` latent points from ``"z1,z2,...;z1,z2,..."`` (one point per ``;``)."""
+    import numpy as np
+
+    from dynamight_core.errors import InputError
+
+    points = []
+    for part in (p for p in text.split(";") if p.strip()):
+        try:
+            values = [float(v) for v in part.split(",")]
+        except ValueError:
+            raise InputError(source, "point", "comma-separated numbers", repr(part)) from None
+        if len(values) != latent_dim:
+            raise InputError(
+                source,
+                "point",
+                f"{latent_dim} coordinates (the latent dimension)",
+                f"{len(values)} in {part!r}",
+            )
+        points.append(values)
+    if not points:
+        raise InputError(source, "points", "at least one point 'z1,...,zL'", repr(text))
+    return np.asarray(points, dtype=np.float64)
+
+
+def read_latent_means(path: str) -> tuple[Any, Any]:
+    """The table and `(P, L)` latent means of a train-vae latent table (at least 3 rows)."""
+    import numpy as np
+    import pandas as pd
+
+    from dynamight_core.data.latents import mean_columns
+    from dynamight_core.errors import InputError
+
+    try:
+        table = pd.read_csv(path)
+    except (OSError, ValueError) as err:
+        raise InputError(path, "file", "train-vae's latent table (CSV)", str(err)) from None
+    columns = mean_columns(table)
+    if len(table) < 3 or not columns or "row" not in table:
+        raise InputError(
+            path, "row, mu_*", "rows and latent means of at least 3 particles", "fewer or none"
+        )
+    latents = table[columns].to_numpy(dtype=np.float64)
+    if not np.isfinite(latents).all():
+        raise InputError(path, "mu_*", "finite latent means", "NaN or infinite values")
+    return table, latents
+
+
+def check_component(component: int, latent_dim: int) -> None:
+    """Fail unless ``component`` (1-based) is a principal component of the latent space."""
+    from dynamight_core.errors import InputError
+
+    if not 1 <= component <= latent_dim:
+        raise InputError(
+            "--component", "component", f"1 .. {latent_dim} (the latent dimension)", str(component)
+        )
+
+
+def percentile_steps(low: float, high: float, count: int) -> Any:
+    """`(count,)` evenly spaced percentiles from ``low`` to ``high``."""
+    import numpy as np
+
+    from dynamight_core.errors import InputError
+
+    if not 0.0 <= low < high <= 100.0:
+        raise InputError(
+            "--low-percentile/--high-percentile",
+            "percentiles",
+            "0 <= low < high <= 100",
+            f"{low} and {high}",
+        )
+    return np.linspace(low, high, count)

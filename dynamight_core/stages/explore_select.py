@@ -1,0 +1,222 @@
+"""Action ``explore select``: particles of a latent-space region as a RELION STAR subset.
+
+The region is one of: a box or a polygon on the PC1/PC2 scores (``--coordinates latent``:
+on the latent coordinates themselves), a score range (``--pc-range``) or percentile range
+(``--pc-percentiles``) of one principal component, or k-means cluster labels
+(``--clusters K:labels``, numbered as ``explore maps --clusters`` numbers them). Each half
+set's latent table is a latent space of its own (two independent models): with both
+tables the region is applied to each half in its own PCA, and the particles of a half
+without a table are in the complement. The subset and the complement are the input STAR
+file's own text, rows left out (every column, the optics table, number formatting and row
+order as RELION wrote them), ready for RELION's Import or any job that takes particles.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import TYPE_CHECKING
+
+from dynamight_core.config_cli import add_file_argument, add_run_argument
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+HELP = "choose particles by a latent-space region and write RELION STAR subsets"
+
+CRITERIA = ("box", "polygon", "pc_range", "pc_percentiles", "clusters")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``explore select``."""
+    add_file_argument(
+        parser, "--latents", "latent table(s) of one or both half sets (train-vae)", nargs="+"
+    )
+    add_file_argument(parser, "--star", "the particle STAR file the latents were trained on")
+    add_file_argument(parser, "--out-selected", "STAR file of the selected particles")
+    add_file_argument(parser, "--out-complement", "STAR file of all the other particles")
+    add_file_argument(
+        parser, "--out-csv", "per particle: row, image, half, PC scores, selected", default=None
+    )
+    add_run_argument(
+        parser, "--box", "box 'low1,low2,...:high1,high2,...' on the coordinates", default=None
+    )
+    add_run_argument(
+        parser,
+        "--polygon",
+        "polygon 'x1,y1;x2,y2;x3,y3;...' on the first two coordinates",
+        default=None,
+    )
+    add_run_argument(
+        parser,
+        "--pc-range",
+        "'C:LOW:HIGH': scores of principal component C in [LOW, HIGH]",
+        default=None,
+    )
+    add_run_argument(
+        parser,
+        "--pc-percentiles",
+        "'C:LOW:HIGH': particles between these percentiles (0-100) of component C's scores",
+        default=None,
+    )
+    add_run_argument(
+        parser,
+        "--clusters",
+        "'K:L1,L2,...': k-means with K clusters, keep labels L1, L2, ...",
+        default=None,
+    )
+    add_run_argument(
+        parser,
+        "--coordinates",
+        "coordinates of --box and --polygon: pc (principal-component scores) or latent",
+        choices=("pc", "latent"),
+        default="pc",
+    )
+
+
+def run(args: argparse.Namespace) -> None:
+    """Apply the region to each half set's latents and write the two STAR files."""
+    import numpy as np
+    import pandas as pd
+
+    from dynamight_core.errors import InputError
+    from dynamight_core.io.files import atomic_path, write_json_atomic
+    from dynamight_core.io.star_subset import write_star_split
+
+    given = [name for name in CRITERIA if getattr(args, name)]
+    if len(given) != 1:
+        flags = ", ".join("--" + name.replace("_", "-") for name in CRITERIA)
+        raise InputError("explore select", "region", f"exactly one of {flags}", str(given))
+    criterion = given[0]
+    image_names = _star_image_names(args.star)
+    keep = np.zeros(len(image_names), dtype=bool)
+    tables = []
+    seen: set[int] = set()
+    for path in args.latents:
+        table, chosen, scores = _select_half(args, criterion, path, image_names)
+        rows = table["row"].to_numpy(dtype=np.int64)
+        overlap = seen.intersection(rows.tolist())
+        if overlap:
+            raise InputError(path, "row", "particles of another half set", "rows seen twice")
+        seen.update(rows.tolist())
+        keep[rows[chosen]] = True
+        frame = pd.DataFrame({"row": rows, "rlnImageName": image_names[rows], "latents": path})
+        for k in range(min(2, scores.shape[1])):
+            frame[f"pc{k + 1}"] = scores[:, k]
+        frame["selected"] = chosen
+        tables.append(frame)
+        logger.info("%s: %d of %d particles in the region", path, chosen.sum(), len(chosen))
+    selected, complement = write_star_split(args.star, keep, args.out_selected, args.out_complement)
+    logger.info(
+        "wrote %d particles to %s and %d to %s",
+        selected,
+        args.out_selected,
+        complement,
+        args.out_complement,
+    )
+    if args.out_csv:
+        with atomic_path(args.out_csv) as tmp:
+            pd.concat(tables).sort_values("row").to_csv(tmp, index=False, float_format="%.6g")
+        write_json_atomic(
+            f"{args.out_csv}.json",
+            {
+                "criterion": criterion,
+                "value": getattr(args, criterion),
+                "selected": selected,
+                "complement": complement,
+                "latents": list(args.latents),
+                "star": args.star,
+            },
+        )
+
+
+def _star_image_names(star: str) -> np.ndarray:
+    """`(N,)` rlnImageName of every particle row of the STAR file, in file order."""
+    import numpy as np
+    import starfile
+
+    from dynamight_core.errors import InputError
+
+    try:
+        blocks = starfile.read(star, always_dict=True)
+    except Exception as err:  # starfile raises assorted parser errors
+        raise InputError(star, "syntax", "a readable STAR file", str(err)) from None
+    tables = [
+        df
+        for name, df in blocks.items()
+        if hasattr(df, "columns")
+        and "rlnImageName" in df.columns
+        and (name == "particles" or "particles" not in blocks)
+    ]
+    if len(tables) != 1:
+        raise InputError(star, "data_particles", "one particle table with rlnImageName", "none")
+    return np.asarray(tables[0]["rlnImageName"].astype(str))
+
+
+def _select_half(
+    args: argparse.Namespace, criterion: str, path: str, image_names: np.ndarray
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """The half set's table, `(P,)` selection mask and `(P, L)` PC scores."""
+    import numpy as np
+
+    from dynamight_core.data.latent_space import latent_clusters, latent_pca
+    from dynamight_core.data.selection import in_box, in_labels, in_polygon, in_range
+    from dynamight_core.errors import InputError
+    from dynamight_core.stages.explore_options import read_latent_means
+
+    table, latents = read_latent_means(path)
+    rows = table["row"].to_numpy(dtype=np.int64)
+    if rows.min() < 0 or rows.max() >= len(image_names):
+        raise InputError(path, "row", f"rows of {args.star} (0..{len(image_names) - 1})", "others")
+    if "rlnImageName" in table and not np.array_equal(
+        table["rlnImageName"].astype(str).to_numpy(), image_names[rows]
+    ):
+        raise InputError(
+            path,
+            "rlnImageName",
+            f"the images of those rows in {args.star}",
+            "other images",
+            "Were these latents trained on this STAR file?",
+        )
+    pca = latent_pca(latents)
+    coordinates = pca.scores if args.coordinates == "pc" else latents
+    text = getattr(args, criterion)
+    try:
+        if criterion == "box":
+            low, _, high = text.partition(":")
+            chosen = in_box(coordinates, _numbers(low), _numbers(high))
+        elif criterion == "polygon":
+            from dynamight_core.data.selection import parse_vertices
+
+            chosen = in_polygon(coordinates[:, :2], parse_vertices(text))
+        elif criterion in ("pc_range", "pc_percentiles"):
+            component, low, high = _component_range(text, latents.shape[1])
+            values = pca.scores[:, component]
+            if criterion == "pc_percentiles":
+                low, high = np.percentile(values, [low, high])
+            chosen = in_range(values, low, high)
+        else:
+            count, _, labels = text.partition(":")
+            _, found = latent_clusters(latents, int(count))
+            chosen = in_labels(found, [int(v) for v in labels.split(",")])
+    except ValueError as err:
+        flag = "--" + criterion.replace("_", "-")
+        raise InputError(flag, criterion, "a region in the documented form", str(err)) from None
+    return table, np.asarray(chosen, dtype=bool), pca.scores
+
+
+def _numbers(text: str) -> list[float]:
+    return [float(v) for v in text.split(",") if v.strip()]
+
+
+def _component_range(text: str, latent_dim: int) -> tuple[int, float, float]:
+    parts = text.split(":")
+    if len(parts) != 3:
+        raise ValueError(f"expected 'C:LOW:HIGH', found {text!r}")
+    component = int(parts[0])
+    if not 1 <= component <= latent_dim:
+        raise ValueError(f"component {component} of a {latent_dim}-dimensional latent space")
+    return component - 1, float(parts[1]), float(parts[2])
