@@ -105,3 +105,53 @@ def read_latent_table(path: str | Path, expected_rows: np.ndarray) -> LatentTabl
         else np.zeros(len(rows), bool)
     )
     return LatentTable(rows, values, validation)
+
+
+def read_latent_means(path: str | Path) -> tuple[pd.DataFrame, np.ndarray]:
+    """A train-vae latent table and its `(P, L)` latent means (float64).
+
+    Raises
+    ------
+    InputError
+        When the file is unreadable, has fewer than 3 particles, no ``row`` or ``mu_*``
+        columns, or latents that are not finite.
+    """
+    try:
+        table = pd.read_csv(path)
+    except (OSError, ValueError) as err:
+        raise InputError(path, "file", "train-vae's latent table (CSV)", str(err)) from None
+    columns = mean_columns(table)
+    if len(table) < 3 or not columns or "row" not in table:
+        raise InputError(
+            path, "row, mu_*", "rows and latent means of at least 3 particles", "fewer or none"
+        )
+    latents = table[columns].to_numpy(dtype=np.float64)
+    if not np.isfinite(latents).all():
+        raise InputError(path, "mu_*", "finite latent means", "NaN or infinite values")
+    return table, latents
+
+
+def check_rows_match_star(
+    path: str | Path, table: pd.DataFrame, image_names: np.ndarray, star: str | Path
+) -> None:
+    """Fail unless a latent table's ``row`` (and ``rlnImageName``) fit the STAR file's particles.
+
+    ``image_names`` `(N,)` are the STAR file's ``rlnImageName``, in file order: each row
+    must appear once, lie in ``0..N-1`` and, when the table has image names, name the same
+    image as the STAR file's row.
+    """
+    rows = table["row"].to_numpy(dtype=np.int64)
+    if len(np.unique(rows)) != len(rows):
+        raise InputError(path, "row", "each particle once", "repeated rows")
+    if rows.min() < 0 or rows.max() >= len(image_names):
+        raise InputError(path, "row", f"rows of {star} (0..{len(image_names) - 1})", "others")
+    if "rlnImageName" in table and not np.array_equal(
+        table["rlnImageName"].astype(str).to_numpy(), image_names[rows]
+    ):
+        raise InputError(
+            path,
+            "rlnImageName",
+            f"the images of those rows in {star}",
+            "other images",
+            "Were these latents trained on this STAR file?",
+        )

@@ -92,6 +92,7 @@ def run(args: argparse.Namespace) -> None:
         latent_pca,
         latents_at_percentiles,
     )
+    from dynamight_core.data.latents import read_latent_means
     from dynamight_core.errors import InputError
     from dynamight_core.explore.movie import (
         chimerax_script,
@@ -106,7 +107,6 @@ def run(args: argparse.Namespace) -> None:
         check_component,
         parse_latent_points,
         percentile_steps,
-        read_latent_means,
     )
     from dynamight_core.training.half_set_vae import load_half_set_vae
 

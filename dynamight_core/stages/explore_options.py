@@ -50,29 +50,6 @@ def parse_latent_points(text: str, latent_dim: int, source: str = "--points") ->
     return np.asarray(points, dtype=np.float64)
 
 
-def read_latent_means(path: str) -> tuple[Any, Any]:
-    """The table and `(P, L)` latent means of a train-vae latent table (at least 3 rows)."""
-    import numpy as np
-    import pandas as pd
-
-    from dynamight_core.data.latents import mean_columns
-    from dynamight_core.errors import InputError
-
-    try:
-        table = pd.read_csv(path)
-    except (OSError, ValueError) as err:
-        raise InputError(path, "file", "train-vae's latent table (CSV)", str(err)) from None
-    columns = mean_columns(table)
-    if len(table) < 3 or not columns or "row" not in table:
-        raise InputError(
-            path, "row, mu_*", "rows and latent means of at least 3 particles", "fewer or none"
-        )
-    latents = table[columns].to_numpy(dtype=np.float64)
-    if not np.isfinite(latents).all():
-        raise InputError(path, "mu_*", "finite latent means", "NaN or infinite values")
-    return table, latents
-
-
 def check_component(component: int, latent_dim: int) -> None:
     """Fail unless ``component`` (1-based) is a principal component of the latent space."""
     from dynamight_core.errors import InputError

@@ -37,6 +37,7 @@ def run(args: argparse.Namespace) -> None:
     """Read the model, write the pseudo-atoms."""
     import numpy as np
 
+    from dynamight_core.data.latents import read_latent_means
     from dynamight_core.errors import InputError
     from dynamight_core.explore.pseudo_atoms import pseudo_atom_structure, write_pseudo_atoms
     from dynamight_core.explore.states import map_frame_a
@@ -44,7 +45,6 @@ def run(args: argparse.Namespace) -> None:
     from dynamight_core.models.deformation import MODEL_KIND as VAE_KIND
     from dynamight_core.models.deformation import displacement_rms_a
     from dynamight_core.models.gaussians import load_gaussian_model
-    from dynamight_core.stages.explore_options import read_latent_means
     from dynamight_core.training.half_set_vae import load_half_set_vae
 
     if model_kind(args.model) == VAE_KIND:

@@ -84,14 +84,14 @@ def run(args: argparse.Namespace) -> None:
 
     from dynamight_core.errors import InputError
     from dynamight_core.io.files import atomic_path, write_json_atomic
-    from dynamight_core.io.star_subset import write_star_split
+    from dynamight_core.io.star_subset import particle_image_names, write_star_split
 
     given = [name for name in CRITERIA if getattr(args, name)]
     if len(given) != 1:
         flags = ", ".join("--" + name.replace("_", "-") for name in CRITERIA)
         raise InputError("explore select", "region", f"exactly one of {flags}", str(given))
     criterion = given[0]
-    image_names = _star_image_names(args.star)
+    image_names = particle_image_names(args.star)
     keep = np.zeros(len(image_names), dtype=bool)
     tables = []
     seen: set[int] = set()
@@ -133,29 +133,6 @@ def run(args: argparse.Namespace) -> None:
         )
 
 
-def _star_image_names(star: str) -> np.ndarray:
-    """`(N,)` rlnImageName of every particle row of the STAR file, in file order."""
-    import numpy as np
-    import starfile
-
-    from dynamight_core.errors import InputError
-
-    try:
-        blocks = starfile.read(star, always_dict=True)
-    except Exception as err:  # starfile raises assorted parser errors
-        raise InputError(star, "syntax", "a readable STAR file", str(err)) from None
-    tables = [
-        df
-        for name, df in blocks.items()
-        if hasattr(df, "columns")
-        and "rlnImageName" in df.columns
-        and (name == "particles" or "particles" not in blocks)
-    ]
-    if len(tables) != 1:
-        raise InputError(star, "data_particles", "one particle table with rlnImageName", "none")
-    return np.asarray(tables[0]["rlnImageName"].astype(str))
-
-
 def _select_half(
     args: argparse.Namespace, criterion: str, path: str, image_names: np.ndarray
 ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
@@ -163,24 +140,12 @@ def _select_half(
     import numpy as np
 
     from dynamight_core.data.latent_space import latent_clusters, latent_pca
+    from dynamight_core.data.latents import check_rows_match_star, read_latent_means
     from dynamight_core.data.selection import in_box, in_labels, in_polygon, in_range
     from dynamight_core.errors import InputError
-    from dynamight_core.stages.explore_options import read_latent_means
 
     table, latents = read_latent_means(path)
-    rows = table["row"].to_numpy(dtype=np.int64)
-    if rows.min() < 0 or rows.max() >= len(image_names):
-        raise InputError(path, "row", f"rows of {args.star} (0..{len(image_names) - 1})", "others")
-    if "rlnImageName" in table and not np.array_equal(
-        table["rlnImageName"].astype(str).to_numpy(), image_names[rows]
-    ):
-        raise InputError(
-            path,
-            "rlnImageName",
-            f"the images of those rows in {args.star}",
-            "other images",
-            "Were these latents trained on this STAR file?",
-        )
+    check_rows_match_star(path, table, image_names, args.star)
     pca = latent_pca(latents)
     coordinates = pca.scores if args.coordinates == "pc" else latents
     text = getattr(args, criterion)

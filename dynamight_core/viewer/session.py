@@ -15,44 +15,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import starfile
 import torch
 
 from dynamight_core.data.latent_space import LatentPca, latent_pca, latents_at_percentiles
-from dynamight_core.data.latents import mean_columns
+from dynamight_core.data.latents import check_rows_match_star, mean_columns, read_latent_means
 from dynamight_core.errors import InputError
 from dynamight_core.explore.states import render_states
+from dynamight_core.io.star_subset import particle_image_names
 from dynamight_core.models.deformation import DeformationModel
 from dynamight_core.training.half_set_vae import load_half_set_vae
-
-
-def star_image_names(star: str | Path) -> np.ndarray:
-    """`(N,)` ``rlnImageName`` of every particle row of a RELION STAR file, in file order.
-
-    The particle table is ``data_particles`` (RELION 3.1+), or in a RELION 3.0 file the
-    one table with an ``rlnImageName`` column.
-
-    Raises
-    ------
-    InputError
-        When the file cannot be read or has no such table.
-    """
-    try:
-        blocks = starfile.read(star, always_dict=True)
-    except Exception as err:  # starfile raises assorted parser errors
-        raise InputError(star, "syntax", "a readable STAR file", str(err)) from None
-    tables = [
-        table
-        for name, table in blocks.items()
-        if isinstance(table, pd.DataFrame)
-        and "rlnImageName" in table.columns
-        and (name == "particles" or "particles" not in blocks)
-    ]
-    if len(tables) != 1:
-        raise InputError(
-            star, "data_particles", "one particle table with rlnImageName", f"{len(tables)}"
-        )
-    return np.asarray(tables[0]["rlnImageName"].astype(str))
 
 
 class ExploreSession:
@@ -104,20 +75,8 @@ class ExploreSession:
         vae = load_half_set_vae(model_path, device)
         self.model: DeformationModel = vae.model.requires_grad_(False).eval()
         self.half = vae.half
-        try:
-            table = pd.read_csv(latents_path)
-        except (OSError, ValueError) as err:
-            raise InputError(
-                latents_path, "file", "train-vae's latent table (CSV)", str(err)
-            ) from None
+        table, self.latents = read_latent_means(latents_path)
         columns = mean_columns(table)
-        if len(table) < 3 or not columns or "row" not in table:
-            raise InputError(
-                latents_path,
-                "row, mu_*",
-                "rows and latent means of at least 3 particles",
-                "fewer or none",
-            )
         latent_dim = self.model.decoder.latent_layer.in_features
         if len(columns) != latent_dim:
             raise InputError(
@@ -127,9 +86,6 @@ class ExploreSession:
                 f"{len(columns)}",
                 "Are the model and the latent table of the same training?",
             )
-        self.latents = table[columns].to_numpy(dtype=np.float64)
-        if not np.isfinite(self.latents).all():
-            raise InputError(latents_path, "mu_*", "finite latent means", "NaN or infinite values")
         self.rows = table["row"].to_numpy(dtype=np.int64)
         self.latents_path = Path(latents_path)
         self.pca: LatentPca = latent_pca(self.latents)
@@ -140,23 +96,8 @@ class ExploreSession:
 
     def _check_star(self, star: Path, table: pd.DataFrame) -> int:
         """The number of particle rows of ``star``, checked against the latent table."""
-        names = star_image_names(star)
-        if len(np.unique(self.rows)) != len(self.rows):
-            raise InputError(self.latents_path, "row", "each particle once", "repeated rows")
-        if self.rows.min() < 0 or self.rows.max() >= len(names):
-            raise InputError(
-                self.latents_path, "row", f"rows of {star} (0..{len(names) - 1})", "others"
-            )
-        if "rlnImageName" in table and not np.array_equal(
-            table["rlnImageName"].astype(str).to_numpy(), names[self.rows]
-        ):
-            raise InputError(
-                self.latents_path,
-                "rlnImageName",
-                f"the images of those rows in {star}",
-                "other images",
-                "Were these latents trained on this STAR file?",
-            )
+        names = particle_image_names(star)
+        check_rows_match_star(self.latents_path, table, names, star)
         return len(names)
 
     @property
