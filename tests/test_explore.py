@@ -275,3 +275,31 @@ def test_bad_points_fail_with_the_option_named(local_run: Path, tmp_path: Path) 
     assert result.returncode == 2
     assert "--points" in result.stderr and "latent dimension" in result.stderr
     assert not list(tmp_path.iterdir())
+
+
+def test_pseudo_atoms_of_a_consensus_fit(local_run: Path, tmp_path: Path) -> None:
+    from dynamight_core.models.gaussians import load_gaussian_model
+
+    path = local_run / "results/gaussians/consensus_half2.pt"
+    _run(
+        "explore",
+        "pseudo-atoms",
+        "--model",
+        str(path),
+        "--out-cif",
+        str(tmp_path / "fit.cif"),
+        "--out-pdb",
+        str(tmp_path / "fit.pdb"),
+        cwd=tmp_path,
+    )
+    model, _ = load_gaussian_model(path)
+    expected = map_frame_a(
+        model.positions_a().detach().double().numpy(), model.box_px, model.pixel_size_a
+    )
+    for name in ("fit.cif", "fit.pdb"):
+        structure = gemmi.read_structure(str(tmp_path / name))
+        assert len(structure) == 1
+        atoms = [atom for chain in structure[0] for residue in chain for atom in residue]
+        read = np.array([(a.pos.x, a.pos.y, a.pos.z) for a in atoms])
+        np.testing.assert_allclose(read, expected, atol=1e-3)
+        assert {a.b_iso for a in atoms} == {0.0}
