@@ -210,3 +210,45 @@ def reconstruct_subset(
     support = geometry.projector.support
     start = filtered_backprojection(sums, support, pixel_size_a, tau2_fudge)
     return masked_half_map(start.values, support, start.gain)
+
+
+@torch.no_grad()
+def push_to_state(geometry: DeformedGeometry, volume: np.ndarray, latent: np.ndarray) -> np.ndarray:
+    """`(D, D, D)` a consensus-frame map moved into the state of one latent point.
+
+    Each voxel of the support keeps its content and moves to ``x + d(z, x)`` (the half
+    set's forward field on the control grid, as the reconstruction uses it), spread onto
+    the grid with trilinear weights: mass is preserved, at the price of a blur of about
+    one voxel. This turns a deformed reconstruction (consensus frame) into a map of the
+    state ``z``.
+    """
+    support = geometry.projector.support
+    device = support.positions_px.device
+    values = support.from_volume(torch.as_tensor(volume, dtype=torch.float32, device=device))
+    z = torch.as_tensor(np.asarray(latent)[None], dtype=torch.float32, device=device)
+    moved = geometry.control.displacements_px(geometry.field, z, geometry.weights)[0]
+    return spread_trilinear(support.positions_px + moved, values, support.box_px).cpu().numpy()
+
+
+def spread_trilinear(positions_px: torch.Tensor, values: torch.Tensor, box_px: int) -> torch.Tensor:
+    """`(D, D, D)` grid (z, y, x) with `(V,)` values spread at `(V, 3)` positions (x, y, z).
+
+    Positions are in px from the box centre ``D//2``; each value goes to the 8 voxels around
+    its position with trilinear weights (their sum is the value); parts falling outside
+    the box are dropped.
+    """
+    where = positions_px + box_px // 2
+    floor = torch.floor(where)
+    frac = where - floor
+    base = floor.long()
+    grid = values.new_zeros(box_px**3)
+    for corner in range(8):
+        step = torch.tensor(
+            [corner & 1, (corner >> 1) & 1, (corner >> 2) & 1], device=positions_px.device
+        )
+        index = base + step
+        weight = torch.where(step.bool(), frac, 1.0 - frac).prod(dim=1)
+        inside = ((index >= 0) & (index < box_px)).all(dim=1)
+        flat = (index[:, 2] * box_px + index[:, 1]) * box_px + index[:, 0]
+        grid.index_add_(0, flat[inside], (weight * values)[inside])
+    return grid.view(box_px, box_px, box_px)

@@ -5,7 +5,9 @@ evenly spaced percentiles of the particles' scores along one principal component
 default: ``explore.states`` maps along PC1). For every point: the Gaussian model rendered
 on the consensus grid (``state_NNN.mrc``) and, with ``explore.reconstruct_nearest`` > 0,
 the deformed reconstruction of the half set's particles nearest the point in latent space
-(``reconstruction_NNN.mrc``, the improved-map code on that subset). Also written: the
+(``reconstruction_NNN.mrc``: the improved-map code on that subset, each image brought to
+the consensus frame through its own motion, then the map moved into the point's state
+with the model's field). Also written: the
 pseudo-atoms (consensus first, then one model per point; B-factor per ``explore.bfactor``),
 ``points.csv``, ``maps.json`` and a ChimeraX script ``maps.cxc`` that opens it all.
 """
@@ -244,7 +246,7 @@ def _reconstruct_nearest(
     from dynamight_core.data.latent_space import nearest
     from dynamight_core.io.mrc import write_volume
     from dynamight_core.io.stacks import ImageSource
-    from dynamight_core.reconstruct.deformed_filter import reconstruct_subset
+    from dynamight_core.reconstruct.deformed_filter import push_to_state, reconstruct_subset
     from dynamight_core.stages.common import (
         deformed_geometry,
         half_set_rows,
@@ -264,9 +266,10 @@ def _reconstruct_nearest(
     for index, point in enumerate(points):
         chosen = np.sort(star_rows[nearest(latents, point, args.reconstruct_nearest)])
         logger.info("map %d: deformed reconstruction of %d particles", index, len(chosen))
-        volume = reconstruct_subset(
+        consensus_frame = reconstruct_subset(
             geometry, half_rows, chosen, args.batch_size, particles.pixel_size_a, args.tau2_fudge
         )
+        volume = push_to_state(geometry, consensus_frame, point)
         name = f"reconstruction_{index:03d}.mrc"
         write_volume(f"{args.out_dir}/{name}", volume, particles.pixel_size_a)
         names.append(name)

@@ -2,6 +2,7 @@
 and for ChimeraX (python -m dynamight_core explore ... does the same by hand)."""
 
 EXPLORE = CFG["explore"]
+RECONSTRUCT_NEAREST = EXPLORE["reconstruct_nearest"] > 0
 STATE_MAPS = [f"state_{index:03d}.mrc" for index in range(EXPLORE["states"])]
 MOVIE_FRAMES = [
     f"frame_{index:0{max(3, len(str(EXPLORE['movie_frames'] - 1)))}d}.mrc"
@@ -14,6 +15,9 @@ rule explore_maps:
         model=f"{OUT}/vae/half{{half}}/model.pt",
         latents=f"{OUT}/vae/half{{half}}/latents.csv",
         error=f"{OUT}/vae/deformation_error_gaussians.tsv",
+        # with explore.reconstruct_nearest: the particles and the half set's inverse network
+        particles=[STAR, *STACKS, f"{OUT}/halves.csv"] if RECONSTRUCT_NEAREST else [],
+        inverse=lambda wildcards: inverse_model(wildcards) if RECONSTRUCT_NEAREST else [],
     output:
         maps=expand(f"{OUT}/explore/half{{{{half}}}}/pc1/{{name}}", name=STATE_MAPS),
         points=f"{OUT}/explore/half{{half}}/pc1/points.csv",
@@ -43,22 +47,27 @@ rule explore_maps:
                 "reconstruct_nearest",
             ),
         ),
-        deformed=flags(
-            "deformed", only=("method", "control_grid", "batch_size", "tau2_fudge")
+        # the deformed reconstruction's settings only matter (and only re-run the
+        # maps) when they reconstruct from the nearest particles
+        deformed=(
+            flags("deformed", only=("method", "control_grid", "batch_size", "tau2_fudge"))
+            if RECONSTRUCT_NEAREST
+            else ""
         ),
         particles=lambda wildcards: (
             f"--star {STAR} --halves {OUT}/halves.csv"
             f" {optional_flag('project-root', INPUTS['project_root'])}"
-            if EXPLORE["reconstruct_nearest"]
+            if RECONSTRUCT_NEAREST
             else ""
         ),
+        inverse=inverse_flag,
         out_dir=f"{OUT}/explore/half{{half}}/pc1",
         version=VERSION,
     shell:
         unless_bad_input(
             "python -m dynamight_core explore maps --model {input.model}"
             " --latents {input.latents} --error-tsv {input.error} {params.settings}"
-            " {params.deformed} {params.particles} --threads {threads}"
+            " {params.deformed} {params.particles} {params.inverse} --threads {threads}"
             " --out-dir {params.out_dir} --out-cif {output.cif} --out-pdb {output.pdb}"
             " --record {output.record} > {log} 2>&1"
         )
