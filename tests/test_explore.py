@@ -149,8 +149,8 @@ def test_movie_script_opens_every_frame_as_a_series(local_run: Path) -> None:
     assert 0 < level < peak
     structure = gemmi.read_structure(str(folder / atoms[1]))
     assert len(structure) == EXPLORE["movie_frames"]
-    gif = Image.open(folder / "movie.gif")
-    assert gif.n_frames == 2 * EXPLORE["movie_frames"] - 2  # forward and back
+    with Image.open(folder / "movie.gif") as gif:
+        assert gif.n_frames == 2 * EXPLORE["movie_frames"] - 2  # forward and back
 
 
 def test_maps_script_opens_the_maps_and_pseudo_atoms(local_run: Path) -> None:
