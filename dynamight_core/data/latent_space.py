@@ -37,6 +37,10 @@ class LatentPca:
     explained: np.ndarray
     scores: np.ndarray
 
+    def project(self, latents: np.ndarray) -> np.ndarray:
+        """`(S, L)` scores of `(S, L)` latent points on the principal directions."""
+        return (np.asarray(latents, dtype=np.float64) - self.mean) @ self.axes.T
+
     def to_latent(self, scores: np.ndarray) -> np.ndarray:
         """`(S, L)` latents of `(S, K)` scores on the first K directions (the rest at 0)."""
         values = np.atleast_2d(np.asarray(scores, dtype=np.float64))

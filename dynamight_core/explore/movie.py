@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from dynamight_core.io.files import atomic_path, write_text_atomic
+from dynamight_core.io.files import atomic_path
 from dynamight_core.io.mrc import write_volume
 
 logger = logging.getLogger(__name__)
@@ -106,11 +106,6 @@ def _series_pattern(map_names: Sequence[str]) -> str:
     if len(stems) != 1:
         raise ValueError(f"a volume series needs one stem, got {sorted(stems)}")
     return f"{stems.pop()}_*.mrc"
-
-
-def write_chimerax_script(path: str | Path, text: str) -> None:
-    """Write a ChimeraX command script atomically."""
-    write_text_atomic(path, text)
 
 
 def projections(frames: np.ndarray) -> np.ndarray:

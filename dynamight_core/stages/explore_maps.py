@@ -99,11 +99,10 @@ def run(args: argparse.Namespace) -> None:
     from dynamight_core.explore.movie import (
         chimerax_script,
         surface_level,
-        write_chimerax_script,
         write_map_series,
     )
     from dynamight_core.explore.states import render_states
-    from dynamight_core.io.files import atomic_path, write_json_atomic
+    from dynamight_core.io.files import atomic_path, write_json_atomic, write_text_atomic
     from dynamight_core.stages.common import compute_device
     from dynamight_core.stages.explore_options import (
         check_component,
@@ -148,7 +147,7 @@ def run(args: argparse.Namespace) -> None:
     names = [p.name for p in write_map_series(maps, pixel_size_a, args.out_dir, "state")]
     reconstructions = _reconstruct_nearest(args, vae, table, latents, points, device)
     _write_pseudo_atoms(args, model, latents, points)
-    scores = (points - pca.mean) @ pca.axes.T
+    scores = pca.project(points)
     rows = []
     for index, name in enumerate(names):
         row: dict[str, object] = {
@@ -168,7 +167,7 @@ def run(args: argparse.Namespace) -> None:
     level = surface_level(maps)
     pseudo = _relative(args.out_cif, args.out_dir)
     title = f"DynaMight-core, half set {vae.half}: the model at {how}"
-    write_chimerax_script(
+    write_text_atomic(
         f"{args.out_dir}/maps.cxc",
         chimerax_script(names, level, title, fps=1.0, pseudo_atoms=pseudo, series=False),
     )
@@ -247,11 +246,7 @@ def _reconstruct_nearest(
     from dynamight_core.io.mrc import write_volume
     from dynamight_core.io.stacks import ImageSource
     from dynamight_core.reconstruct.deformed_filter import push_to_state, reconstruct_subset
-    from dynamight_core.stages.common import (
-        deformed_geometry,
-        half_set_rows,
-        read_checked_particles,
-    )
+    from dynamight_core.stages.common import deformed_geometry, read_checked_particles
 
     if not args.reconstruct_nearest:
         return []
@@ -259,8 +254,7 @@ def _reconstruct_nearest(
     args.shuffle_latents_seed = None
     particles = read_checked_particles(args)
     source = ImageSource(particles)
-    rows, geometry = deformed_geometry(args, particles, source, device)
-    half_rows = half_set_rows(args, particles)
+    half_rows, geometry = deformed_geometry(args, particles, source, device)
     star_rows = table["row"].to_numpy(dtype=np.int64)
     names = []
     for index, point in enumerate(points):
@@ -274,5 +268,4 @@ def _reconstruct_nearest(
         write_volume(f"{args.out_dir}/{name}", volume, particles.pixel_size_a)
         names.append(name)
     source.close()
-    del rows
     return names

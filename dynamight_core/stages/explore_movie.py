@@ -60,12 +60,11 @@ def run(args: argparse.Namespace) -> None:
         chimerax_script,
         surface_level,
         write_animation,
-        write_chimerax_script,
         write_map_series,
     )
     from dynamight_core.explore.pseudo_atoms import pseudo_atom_structure, write_pseudo_atoms
     from dynamight_core.explore.states import map_frame_a, render_states, state_positions_a
-    from dynamight_core.io.files import write_json_atomic
+    from dynamight_core.io.files import write_json_atomic, write_text_atomic
     from dynamight_core.models.deformation import displacement_rms_a
     from dynamight_core.stages.common import compute_device
     from dynamight_core.stages.explore_options import (
@@ -119,12 +118,12 @@ def run(args: argparse.Namespace) -> None:
     write_pseudo_atoms(structure, out_dir / "movie.cif", out_dir / "movie.pdb")
     level = surface_level(frames)
     title = f"DynaMight-core, half set {vae.half}: {how}"
-    write_chimerax_script(
+    write_text_atomic(
         out_dir / "movie.cxc",
         chimerax_script(names, level, title, args.movie_fps, pseudo_atoms="movie.cif"),
     )
     write_animation(frames, animation, args.movie_fps, f"half set {vae.half}: {how}")
-    scores = (path - pca.mean) @ pca.axes.T
+    scores = pca.project(path)
     write_json_atomic(
         out_dir / "movie.json",
         {

@@ -3,6 +3,7 @@ and for ChimeraX (python -m dynamight_core explore ... does the same by hand).""
 
 EXPLORE = CFG["explore"]
 RECONSTRUCT_NEAREST = EXPLORE["reconstruct_nearest"] > 0
+# the files the stages write (dynamight_core.explore.movie.frame_names: 3 digits or more)
 STATE_MAPS = [f"state_{index:03d}.mrc" for index in range(EXPLORE["states"])]
 MOVIE_FRAMES = [
     f"frame_{index:0{max(3, len(str(EXPLORE['movie_frames'] - 1)))}d}.mrc"
@@ -17,7 +18,9 @@ rule explore_maps:
         error=f"{OUT}/vae/deformation_error_gaussians.tsv",
         # with explore.reconstruct_nearest: the particles and the half set's inverse network
         particles=[STAR, *STACKS, f"{OUT}/halves.csv"] if RECONSTRUCT_NEAREST else [],
-        inverse=lambda wildcards: inverse_model(wildcards) if RECONSTRUCT_NEAREST else [],
+        inverse=lambda wildcards: (
+            inverse_model(wildcards) if RECONSTRUCT_NEAREST else []
+        ),
     output:
         maps=expand(f"{OUT}/explore/half{{{{half}}}}/pc1/{{name}}", name=STATE_MAPS),
         points=f"{OUT}/explore/half{{half}}/pc1/points.csv",
@@ -50,7 +53,9 @@ rule explore_maps:
         # the deformed reconstruction's settings only matter (and only re-run the
         # maps) when they reconstruct from the nearest particles
         deformed=(
-            flags("deformed", only=("method", "control_grid", "batch_size", "tau2_fudge"))
+            flags(
+                "deformed", only=("method", "control_grid", "batch_size", "tau2_fudge")
+            )
             if RECONSTRUCT_NEAREST
             else ""
         ),
