@@ -31,7 +31,6 @@ LABEL_HALFMAP = "DensityMap.mrc.halfmap"
 LABEL_MASK = "Mask3D.mrc"
 LABEL_RESMAP = "Image3D.mrc.localresmap"
 LABEL_ATOMCOORDS = "AtomCoords.cif"
-LABEL_PARTS = "ParticleGroupMetadata.star.relion"
 
 # the workflow's outputs that RELION gets as output nodes: (path in output_dir, label)
 WORKFLOW_OUTPUT_NODES: tuple[tuple[str, str], ...] = (

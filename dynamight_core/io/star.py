@@ -116,6 +116,17 @@ def _read_blocks(path: Path) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     )
 
 
+def particle_image_names(star_path: str | Path) -> np.ndarray:
+    """`(N,)` ``rlnImageName`` of every particle row of a STAR file, in file order.
+
+    The particle table as :func:`read_particles` finds it; no image is looked for.
+    """
+    particles, _ = _read_blocks(Path(star_path))
+    if "rlnImageName" not in particles.columns:
+        raise InputError(star_path, "rlnImageName (data_particles)", "a column", "none")
+    return np.asarray(particles["rlnImageName"].astype(str))
+
+
 def _require(df: pd.DataFrame, columns: tuple[str, ...], path: Path, block: str) -> None:
     for column in columns:
         if column not in df.columns:

@@ -415,30 +415,3 @@ def write_star_split(
         selected = _write(source_path, particles, values, selected_path)
         complement = _write(source_path, particles, ~values, complement_path)
     return selected, complement
-
-
-def particle_image_names(star: str | Path) -> np.ndarray:
-    """`(N,)` ``rlnImageName`` of every particle row of a RELION STAR file, in file order.
-
-    The particle table is ``data_particles`` (RELION 3.1+), or in a RELION 3.0 file the
-    one table with an ``rlnImageName`` column; no image is looked for (unlike
-    :func:`dynamight_core.io.star.read_particles`).
-
-    Raises
-    ------
-    InputError
-        When the file cannot be read or has no such table.
-    """
-    blocks = _read_with_starfile(Path(star))
-    tables = [
-        table
-        for name, table in blocks.items()
-        if isinstance(table, pd.DataFrame)
-        and "rlnImageName" in table.columns
-        and (name == "particles" or "particles" not in blocks)
-    ]
-    if len(tables) != 1:
-        raise InputError(
-            star, "data_particles", "one particle table with rlnImageName", f"{len(tables)}"
-        )
-    return np.asarray(tables[0]["rlnImageName"].astype(str))

@@ -84,7 +84,8 @@ def run(args: argparse.Namespace) -> None:
 
     from dynamight_core.errors import InputError
     from dynamight_core.io.files import atomic_path, write_json_atomic
-    from dynamight_core.io.star_subset import particle_image_names, write_star_split
+    from dynamight_core.io.star import particle_image_names
+    from dynamight_core.io.star_subset import write_star_split
 
     given = [name for name in CRITERIA if getattr(args, name)]
     if len(given) != 1:

@@ -21,7 +21,7 @@ from dynamight_core.data.latent_space import LatentPca, latent_pca, latents_at_p
 from dynamight_core.data.latents import check_rows_match_star, mean_columns, read_latent_means
 from dynamight_core.errors import InputError
 from dynamight_core.explore.states import render_states
-from dynamight_core.io.star_subset import particle_image_names
+from dynamight_core.io.star import particle_image_names
 from dynamight_core.models.deformation import DeformationModel
 from dynamight_core.training.half_set_vae import load_half_set_vae
 
