@@ -58,16 +58,17 @@ def _model(
     return model, grid
 
 
-def _synthetic_batch(box: int, dev: torch.device) -> ParticleBatch:
+def synthetic_batch(box: int, dev: torch.device, size: int = BATCH) -> ParticleBatch:
+    """Noise images (`(B, box, box//2+1)` transforms), CTF 1, random poses, no shifts."""
     g = torch.Generator().manual_seed(1)
-    images = torch.randn(BATCH, box, box, generator=g)
-    euler = torch.rand(BATCH, 3, generator=g) * torch.tensor([360.0, 180.0, 360.0])
+    images = torch.randn(size, box, box, generator=g)
+    euler = torch.rand(size, 3, generator=g) * torch.tensor([360.0, 180.0, 360.0])
     return ParticleBatch(
-        np.arange(BATCH),
+        np.arange(size),
         torch.fft.rfft2(images).to(dev),
-        torch.ones(BATCH, box, box // 2 + 1, device=dev),
+        torch.ones(size, box, box // 2 + 1, device=dev),
         euler_to_matrix(euler).to(dev),
-        torch.zeros(BATCH, 2, device=dev),
+        torch.zeros(size, 2, device=dev),
     )
 
 
@@ -75,7 +76,7 @@ def step_rate(
     box: int, n: int, dev: torch.device, max_resolution_a: float | None, profile: bool = False
 ) -> tuple[float, str]:
     model, grid = _model(box, n, dev, max_resolution_a)
-    batch = _synthetic_batch(box, dev)
+    batch = synthetic_batch(box, dev)
     likelihood = FourierLikelihood(
         torch.ones(box // 2 + 1, device=dev), grid.box_px, grid.max_shell
     )

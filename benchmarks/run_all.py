@@ -16,6 +16,8 @@ BENCHMARKS = [
     "bench_vae.py",
     "bench_deformed_speed.py",
     "bench_validation.py",
+    "bench_store.py",
+    "bench_throughput.py",
 ]
 
 

@@ -33,6 +33,7 @@ STAGES = {
     "fsc": "dynamight_core.stages.fsc",
     "fit-consensus": "dynamight_core.stages.fit_consensus",
     "warmup": "dynamight_core.stages.warmup",
+    "store-particles": "dynamight_core.stages.store_particles",
     "train-vae": "dynamight_core.stages.train_vae",
     "deformation-error": "dynamight_core.stages.deformation_error",
     "fit-inverse": "dynamight_core.stages.fit_inverse",

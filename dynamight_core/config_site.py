@@ -35,6 +35,7 @@ SITE_SECTIONS: dict[str, Any] = {
         "fsc_consensus": _resources(0, 1, 4000, 10),
         "fit_consensus": _resources(1, 4, 16000, 60),
         "warmup": _resources(1, 4, 16000, 120),
+        "store_particles": _resources(0, 4, 8000, 240),
         "train_vae": _resources(1, 4, 32000, 1440),
         "deformation_error": _resources(1, 4, 16000, 120),
         "fit_inverse": _resources(1, 4, 16000, 120),

@@ -115,3 +115,45 @@ class TrainingDivergedError(RuntimeError):
             f"{stage}: the {what} became {value} at {where}; the optimisation diverged and "
             f"no output was written. {advice}"
         )
+
+
+class MemoryPlanError(InputError):
+    """Even the smallest allowed batch of a step would not fit in the memory available.
+
+    Raised before any compute, naming the settings that lower the need.
+
+    Parameters
+    ----------
+    step
+        What would run out of memory (e.g. ``"train-vae step"``).
+    batch_key
+        The configuration key of the batch size (e.g. ``"vae.batch_size"``).
+    minimum
+        The smallest batch that was tried.
+    needed_bytes
+        The estimated peak of a step at that batch.
+    usable_bytes
+        The memory the step may use (the capacity times the safety factor).
+    settings
+        The configuration keys that lower the need, most effective first.
+    """
+
+    def __init__(
+        self,
+        step: str,
+        batch_key: str,
+        minimum: int,
+        needed_bytes: float,
+        usable_bytes: float,
+        settings: tuple[str, ...],
+    ) -> None:
+        self.needed_bytes = needed_bytes
+        self.usable_bytes = usable_bytes
+        self.settings = settings
+        super().__init__(
+            batch_key,
+            step,
+            f"a batch whose step fits in the usable memory ({usable_bytes / 1e9:.2f} GB)",
+            f"{needed_bytes / 1e9:.2f} GB needed at batch {minimum}",
+            "Lower one of " + ", ".join(settings) + " (or run on a device with more memory)",
+        )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -159,3 +160,44 @@ def test_second_copy_stops_at_once_naming_the_holder(half_set: Path, tmp_path: P
     assert f"host {socket.gethostname()}, PID {os.getpid()}" in second.stderr
     assert "epoch 1" not in second.stderr
     assert not (tmp_path / "model.pt").exists()
+
+
+def test_out_of_memory_halves_the_batch_and_continues_from_the_last_epoch(
+    half_set: Path, uninterrupted: Path, tmp_path: Path
+) -> None:
+    """A step that runs out of memory in epoch 2 (forced by the test hook): the batch is
+    halved, epoch 2 runs again from the end of epoch 1, and the model is still written."""
+    checkpoint = tmp_path / "checkpoint"
+    steps_per_epoch = len(pd.read_csv(uninterrupted / "latents.csv").query("validation == 0"))
+    steps_per_epoch = -(-steps_per_epoch // 16)
+    environment = {**os.environ, "DYNAMIGHT_FORCE_OOM_AT_STEP": str(steps_per_epoch + 2)}
+    run = subprocess.run(
+        _command(half_set, tmp_path, checkpoint), capture_output=True, text=True, env=environment
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "out of memory at vae.batch_size 16" in run.stderr
+    assert "halving it to 8" in run.stderr
+    history = pd.read_csv(tmp_path / "training.tsv", sep="\t")
+    before = pd.read_csv(uninterrupted / "training.tsv", sep="\t")
+    assert list(history["epoch"]) == [1, 2, 3, 4]
+    pd.testing.assert_series_equal(history.iloc[0], before.iloc[0])  # epoch 1 kept as it was
+    assert history["data"].iloc[1] != before["data"].iloc[1]  # epoch 2 again, in smaller steps
+    extra = torch.load(tmp_path / "model.pt", weights_only=True)["extra"]
+    assert extra["batch_size"] == 8
+    assert not checkpoint.exists()
+
+
+def test_out_of_memory_in_the_warm_up_halves_its_batch(half_set: Path, tmp_path: Path) -> None:
+    """The warm-up recovers the same way: its second step fails, the epoch runs again."""
+    arguments = [sys.executable, "-m", "dynamight_core", "warmup", "--half", "1"]
+    arguments += ["--star", str(half_set / "particles.star"), "--halves"]
+    arguments += [str(half_set / "halves.csv"), "--model", str(half_set / "truth_model.pt")]
+    arguments += ["--epochs", "2", "--batch-size", "32", "--threads", "2"]
+    arguments += ["--out-model", str(tmp_path / "warm.pt"), "--out-history"]
+    arguments += [str(tmp_path / "warm.tsv")]
+    environment = {**os.environ, "DYNAMIGHT_FORCE_OOM_AT_STEP": "2"}
+    run = subprocess.run(arguments, capture_output=True, text=True, env=environment)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "out of memory at warmup.batch_size 32" in run.stderr
+    assert "halving it to 16" in run.stderr
+    assert list(pd.read_csv(tmp_path / "warm.tsv", sep="\t")["epoch"]) == [1, 2]

@@ -41,6 +41,7 @@ STAGE_SECTIONS = (
     "local_resolution",
     "report",
     "explore",
+    "store",
 )
 # read by the workflow only (report.null_seed reaches the null control's jobs as the run
 # option --shuffle-latents-seed, report.negative_control the report as a file)
@@ -50,6 +51,7 @@ WORKFLOW_ONLY = {
     "report.null_control",
     "report.null_seed",
     "report.negative_control",
+    "store.enabled",
 }
 SETTINGS_CLASSES = {
     SimulationConfig: "simulate",
@@ -86,6 +88,9 @@ SECTION_STAGES = [
     ),
     ("postprocess", "postprocess", ("randomise_at_fsc", "guinier_from_a", "bfactor_a2")),
     ("local_resolution", "local-resolution", None),
+    ("store", "store-particles", ("precision",)),
+    ("store", "train-vae", ("local_copy",)),
+    ("vae", "store-particles", ("max_resolution_a", "encoder_px")),
     ("report", "deformation-error", ("regions",)),
     ("report", "report", ("significance_z",)),
     (

@@ -5,12 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
 from dynamight_core.data.batches import ParticleBatch
 from dynamight_core.geometry.fourier import crop_fourier_2d
 from dynamight_core.geometry.rotations import euler_to_matrix
+from dynamight_core.models import decoder as decoder_module
 from dynamight_core.models.decoder import DisplacementDecoder
 from dynamight_core.models.deformation import (
     DeformationModel,
@@ -49,6 +51,44 @@ def test_decoder_starts_undeformed_and_factoring_is_exact() -> None:
     for layer in decoder.hidden:
         hidden = decoder.activation(layer(hidden))
     torch.testing.assert_close(decoder(z, positions), decoder.output(hidden))
+
+
+def test_bfloat16_decoder_matches_float32_and_keeps_float32_outputs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The same weights in bfloat16 give the float32 displacements to bfloat16's precision
+    (a few 1e-3 relative), as float32 tensors, with gradients to z and the weights."""
+    monkeypatch.setattr(decoder_module, "bfloat16_is_fast", lambda device: True)
+    torch.manual_seed(0)
+    exact = DisplacementDecoder(latent_dim=4, box_px=64, n_frequencies=10)
+    nn.init.normal_(exact.output.weight, std=0.1)
+    fast = DisplacementDecoder(latent_dim=4, box_px=64, n_frequencies=10, precision="bfloat16")
+    fast.load_state_dict(exact.state_dict())
+    positions, z = torch.rand(300, 3) - 0.5, torch.randn(8, 4, requires_grad=True)
+    reference, low = exact(z, positions), fast(z, positions)
+    assert low.dtype == torch.float32
+    assert fast.low_precision(torch.device("cpu"))
+    error = float((low - reference).detach().norm() / reference.detach().norm())
+    assert 1e-5 < error < 3e-2, error  # not float32 (so bfloat16 ran), but close
+    (grad_z,) = torch.autograd.grad(low.sum(), z)
+    (grad_reference,) = torch.autograd.grad(reference.sum(), z)
+    assert float((grad_z - grad_reference).norm() / grad_reference.norm()) < 5e-2
+
+
+def test_decoder_precision_falls_back_to_float32_without_native_bfloat16(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(decoder_module, "bfloat16_is_fast", lambda device: False)
+    torch.manual_seed(0)
+    exact = DisplacementDecoder(latent_dim=4, box_px=64, n_frequencies=10)
+    nn.init.normal_(exact.output.weight, std=0.1)
+    fast = DisplacementDecoder(latent_dim=4, box_px=64, n_frequencies=10, precision="bfloat16")
+    fast.load_state_dict(exact.state_dict())
+    positions, z = torch.rand(50, 3) - 0.5, torch.randn(3, 4)
+    assert not fast.low_precision(torch.device("cpu"))
+    assert torch.equal(fast(z, positions), exact(z, positions))
+    with pytest.raises(ValueError, match="precision"):
+        DisplacementDecoder(latent_dim=4, box_px=64, precision="float16")
 
 
 def test_positional_encoding_spans_box_to_half_box_frequencies() -> None:

@@ -22,6 +22,7 @@ ALL_RULES = {
     "fsc_consensus",
     "fit_consensus",
     "warmup",
+    "store_particles",
     "train_vae",
     "deformation_error",
     "backproject_deformed",

@@ -38,6 +38,7 @@ GPU_RULES = {
 CPU_RULES = {
     "simulate",
     "split_halves",
+    "store_particles",
     "fsc_consensus",
     "fsc_deformed",
     "make_mask",

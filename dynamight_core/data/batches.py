@@ -4,10 +4,15 @@ A batch holds the images' Fourier transforms (``torch.fft.rfft2`` layout, box ce
 index ``D//2``, the layout the renderer produces), the CTFs, the rotation matrices and the
 particle shifts. Reading runs one batch ahead in a background thread so the disk and the
 compute overlap; memory stays at a few batches whatever the number of particles.
+
+With ``crop_px`` a reader makes batches on a Fourier-cropped grid (the VAE's training grid,
+`(d, d//2+1)` transforms and CTFs), from the stacks or from a particle store
+(:mod:`dynamight_core.io.particle_store`): a float32 store gives bit-identical batches.
 """
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 from collections.abc import Iterator
@@ -21,9 +26,14 @@ from dynamight_core.data.particles import (
     particle_rotations,
     particle_shifts_a,
 )
+from dynamight_core.data.store_images import cropped_transforms, read_store_transforms
+from dynamight_core.io.particle_store import ParticleStore
 from dynamight_core.io.stacks import ImageSource
 from dynamight_core.io.star import ParticleSet
 from dynamight_core.physics.ctf import compute_ctf
+from dynamight_core.progress import track
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -35,9 +45,10 @@ class ParticleBatch:
     indices
         `(B,)` rows of the STAR file.
     images_ft
-        `(B, D, D//2+1)` complex transforms of the images.
+        `(B, D, D//2+1)` complex transforms of the images; `(B, d, d//2+1)` on a reader's
+        cropped grid (``crop_px=d``).
     ctf
-        `(B, D, D//2+1)` CTFs.
+        `(B, D, D//2+1)` CTFs; `(B, d, d//2+1)` on a cropped grid.
     rotations
         `(B, 3, 3)` RELION matrices ``A``.
     shifts_a
@@ -52,37 +63,97 @@ class ParticleBatch:
 
 
 class BatchReader:
-    """Turns particle indices into :class:`ParticleBatch` objects on a device."""
+    """Turns particle indices into :class:`ParticleBatch` objects on a device.
+
+    Parameters
+    ----------
+    particle_set
+        The particles' metadata.
+    source
+        Where the images come from: the stacks (:class:`ImageSource`) or a particle store
+        (:class:`ParticleStore`, which needs ``crop_px`` equal to its box).
+    device
+        Where batches are made.
+    crop_px
+        Training box d: batches hold the `(d, d//2+1)` Fourier crop of the transforms and
+        the CTF on that grid (pixel ``pixel_size_a * D / d``). ``None``: the full box D.
+    """
 
     def __init__(
-        self, particle_set: ParticleSet, source: ImageSource, device: torch.device
+        self,
+        particle_set: ParticleSet,
+        source: ImageSource | ParticleStore,
+        device: torch.device,
+        crop_px: int | None = None,
     ) -> None:
+        if isinstance(source, ParticleStore) and crop_px != source.box_px:
+            raise ValueError(
+                f"the particle store {source.path} holds {source.box_px} px transforms, "
+                f"not crop_px={crop_px}"
+            )
         self.particle_set = particle_set
         self.source = source
         self.device = device
+        self.crop_px = crop_px
+
+    @property
+    def box_px(self) -> int:
+        """Box of the batches' grid: ``crop_px``, or the particles' box."""
+        return self.particle_set.box_px if self.crop_px is None else self.crop_px
+
+    @property
+    def pixel_size_a(self) -> float:
+        """Pixel size of the batches' grid in Å (that of ``TrainingGrid.choose``)."""
+        particles = self.particle_set
+        if self.crop_px is None or self.crop_px == particles.box_px:
+            return particles.pixel_size_a
+        return particles.pixel_size_a * particles.box_px / self.crop_px
 
     def read(self, indices: np.ndarray) -> ParticleBatch:
         """Load and prepare the particles ``indices``."""
-        particles = self.particle_set
-        images = torch.from_numpy(self.source.read(indices)).to(self.device)
         ctf, rotations = self.geometry(indices)
         return ParticleBatch(
             indices,
-            torch.fft.rfft2(images),
+            self.transforms(indices),
             ctf,
             rotations,
-            particle_shifts_a(particles, indices, self.device),
+            particle_shifts_a(self.particle_set, indices, self.device),
         )
 
+    def transforms(self, indices: np.ndarray) -> torch.Tensor:
+        """`(B, D, D//2+1)` (or `(B, d, d//2+1)` cropped) image transforms on the device."""
+        if isinstance(self.source, ParticleStore):
+            return read_store_transforms(self.source, indices).to(self.device)
+        images = self.source.read(indices)
+        if self.crop_px is None:
+            return torch.fft.rfft2(torch.from_numpy(images).to(self.device))
+        return cropped_transforms(images, self.crop_px).to(self.device)
+
     def geometry(self, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """`(B, D, D//2+1)` CTFs and `(B, 3, 3)` rotations of particles ``indices``, no images."""
+        """CTFs `(B, D, D//2+1)` (or cropped) and `(B, 3, 3)` rotations of ``indices``."""
         particles = self.particle_set
         ctf = compute_ctf(
             particle_ctf_parameters(particles, indices, self.device),
-            particles.box_px,
-            particles.pixel_size_a,
+            self.box_px,
+            self.pixel_size_a,
         )
         return ctf, particle_rotations(particles, indices, self.device)
+
+    def tracked(
+        self,
+        indices: np.ndarray,
+        batch_size: int,
+        what: str,
+        shuffle_seed: int | None = None,
+    ) -> Iterator[ParticleBatch]:
+        """:meth:`batches`, reporting progress as ``what`` (``dynamight_core.progress``)."""
+        return track(
+            self.batches(indices, batch_size, shuffle_seed),
+            len(indices),
+            what,
+            size=lambda batch: len(batch.indices),
+            logger=logger,
+        )
 
     def batches(
         self, indices: np.ndarray, batch_size: int, shuffle_seed: int | None = None

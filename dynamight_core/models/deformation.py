@@ -33,6 +33,9 @@ class VaeArchitecture:
         Hidden layers of the displacement decoder and units per layer.
     pe_frequencies
         Frequencies of the decoder's positional encoding.
+    decoder_precision
+        Arithmetic of the decoder's layers (see
+        :class:`~dynamight_core.models.decoder.DisplacementDecoder`).
     """
 
     latent_dim: int = default_of("vae", "latent_dim")
@@ -40,6 +43,7 @@ class VaeArchitecture:
     decoder_layers: int = default_of("vae", "decoder_layers")
     decoder_width: int = default_of("vae", "decoder_width")
     pe_frequencies: int = default_of("vae", "pe_frequencies")
+    decoder_precision: str = default_of("vae", "decoder_precision")
 
 
 class DeformationModel(nn.Module):
@@ -87,6 +91,7 @@ class DeformationModel(nn.Module):
                 "width": decoder.output.in_features,
                 "n_layers": len(decoder.hidden),
                 "box_px": self.consensus.box_px,
+                "precision": decoder.precision,
             },
         }
 
@@ -112,6 +117,7 @@ class DeformationModel(nn.Module):
             decoder_config["n_frequencies"],
             decoder_config["width"],
             decoder_config["n_layers"],
+            decoder_config.get("precision", "float32"),  # models written before the setting
         )
         return cls(consensus, encoder, decoder)
 
@@ -141,6 +147,7 @@ def build_deformation_model(
         architecture.pe_frequencies,
         architecture.decoder_width,
         architecture.decoder_layers,
+        architecture.decoder_precision,
     )
     return DeformationModel(consensus, encoder, decoder)
 

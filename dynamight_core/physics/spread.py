@@ -18,25 +18,34 @@ TAPS = 4
 PAD_LOW = 1
 PAD_HIGH = 2
 
-# w_m(t) = sum_p t^p * _BSPLINE[p, m] for the taps at floor(q) - 1 + m, m = 0..3, t = q - floor(q)
-_BSPLINE = torch.tensor(
-    [
-        [1 / 6, 4 / 6, 1 / 6, 0.0],
-        [-3 / 6, 0.0, 3 / 6, 0.0],
-        [3 / 6, -1.0, 3 / 6, 0.0],
-        [-1 / 6, 3 / 6, -3 / 6, 1 / 6],
-    ],
-    dtype=torch.float64,
-)
-_BSPLINE_DERIVATIVE = torch.stack(
-    [_BSPLINE[1], 2 * _BSPLINE[2], 3 * _BSPLINE[3], torch.zeros(4, dtype=torch.float64)]
-)
 
+def _axis_weights(t: torch.Tensor) -> torch.Tensor:
+    """`(..., 4)` cubic B-spline weights of the taps at ``floor(q) - 1 + m``, m = 0..3.
 
-def _powers(t: torch.Tensor) -> torch.Tensor:
-    """`(..., 4)` powers ``[1, t, t^2, t^3]`` of a fractional offset."""
+    ``t = q - floor(q)`` in [0, 1); closed form, written tap by tap (faster than a product
+    with a 4 x 4 matrix or a stack along a trailing axis of 4).
+    """
+    u = 1.0 - t
     t2 = t * t
-    return torch.stack([torch.ones_like(t), t, t2, t2 * t], dim=-1)
+    t3 = t2 * t
+    weights = t.new_empty(*t.shape, TAPS)
+    weights[..., 0] = u * u * u / 6
+    weights[..., 1] = 0.5 * t3 - t2 + 2 / 3
+    weights[..., 2] = -0.5 * t3 + 0.5 * t2 + 0.5 * t + 1 / 6
+    weights[..., 3] = t3 / 6
+    return weights
+
+
+def _axis_slopes(t: torch.Tensor) -> torch.Tensor:
+    """`(..., 4)` derivatives of :func:`_axis_weights` with respect to q."""
+    u = 1.0 - t
+    t2 = t * t
+    slopes = t.new_empty(*t.shape, TAPS)
+    slopes[..., 0] = -0.5 * u * u
+    slopes[..., 1] = 1.5 * t2 - 2 * t
+    slopes[..., 2] = -1.5 * t2 + t + 0.5
+    slopes[..., 3] = 0.5 * t2
+    return slopes
 
 
 def _outer_taps(weights: torch.Tensor) -> torch.Tensor:
@@ -89,9 +98,15 @@ def _periodic_pad(grid: torch.Tensor, dims: int) -> torch.Tensor:
 
 
 def _contract_last(values: torch.Tensor, axis_weights: torch.Tensor) -> torch.Tensor:
-    """Sum the last tap axis of `(B, N, ..., 4)` against `(B, N, 4)` weights."""
-    shape = axis_weights.shape[:2] + (1,) * (values.ndim - 3) + (TAPS,)
-    return (values * axis_weights.reshape(shape)).sum(-1)
+    """Sum the last tap axis of `(B, N, ..., 4)` against `(B, N, 4)` weights.
+
+    A batched matrix-vector product: several times faster than a broadcast multiply and
+    sum over a trailing axis of 4.
+    """
+    batch, n_points = axis_weights.shape[:2]
+    flat = values.reshape(batch * n_points, -1, TAPS)
+    column = axis_weights.reshape(batch * n_points, TAPS, 1)
+    return torch.bmm(flat, column).view(values.shape[:-1])
 
 
 def _tap_gradients(
@@ -138,41 +153,45 @@ class _SpreadFunction(torch.autograd.Function):
             raise ValueError("spreading grid too large for 32-bit indices; use smaller batches")
         wrapped = torch.remainder(coords, size)
         floor = torch.floor(wrapped).clamp_(max=size - 1)
-        powers = _powers(wrapped - floor)
-        taps = _outer_taps(powers @ _BSPLINE.to(powers))
+        offset = wrapped - floor
+        taps = _outer_taps(_axis_weights(offset))
         strides = padded ** torch.arange(dims, device=coords.device, dtype=torch.int32)
         base = (floor.to(torch.int32) * strides).sum(-1, dtype=torch.int32)
         offsets = _tap_offsets(dims, padded, coords.device).to(torch.int32)
         slots = torch.arange(batch * channels, device=coords.device, dtype=torch.int32)
         slots = (slots * padded**dims).view(batch, 1, channels, 1)
         flat = (base[:, :, None, None] + offsets) + slots
-        values = weights[..., None] * taps[:, :, None, :]
+        # one product per channel: a broadcast over the trailing tap axis is several times slower
+        values = torch.stack([taps * weights[..., c, None] for c in range(channels)], dim=2)
         grid = torch.zeros(
             batch * channels * padded**dims, dtype=coords.dtype, device=coords.device
         )
         grid.index_add_(0, flat.reshape(-1), values.reshape(-1))
         grid = grid.view(batch, channels, *([padded] * dims))
-        ctx.save_for_backward(flat, powers, taps, weights)
+        ctx.save_for_backward(flat, offset, taps, weights)
         return _fold_padding(grid, dims, size)
 
     @staticmethod
     def backward(
         ctx: Any, grad_grid: torch.Tensor
     ) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:
-        flat, powers, taps, weights = ctx.saved_tensors
-        batch, n_points, dims = powers.shape[:3]
+        flat, offset, taps, weights = ctx.saved_tensors
+        batch, n_points, dims = offset.shape
+        channels = weights.shape[-1]
         padded_grad = _periodic_pad(grad_grid.contiguous(), dims).reshape(-1)
         gathered = padded_grad.index_select(0, flat.reshape(-1)).view(flat.shape)
         grad_weights = None
         if ctx.needs_input_grad[1]:
-            grad_weights = (gathered * taps[:, :, None, :]).sum(-1)
+            grad_weights = torch.bmm(
+                gathered.view(batch * n_points, channels, -1), taps.reshape(-1, taps.shape[-1], 1)
+            ).view(batch, n_points, channels)
         grad_coords = None
         if ctx.needs_input_grad[0]:
-            per_point = (gathered * weights[..., None]).sum(2)
+            per_point = gathered[:, :, 0] * weights[..., 0, None]
+            for channel in range(1, channels):
+                per_point = per_point + gathered[:, :, channel] * weights[..., channel, None]
             per_point = per_point.view(batch, n_points, *([TAPS] * dims))
-            axis_weights = powers @ _BSPLINE.to(powers)
-            axis_slopes = powers @ _BSPLINE_DERIVATIVE.to(powers)
-            _, grad_coords = _tap_gradients(per_point, axis_weights, axis_slopes)
+            _, grad_coords = _tap_gradients(per_point, _axis_weights(offset), _axis_slopes(offset))
         return grad_coords, grad_weights, None
 
 

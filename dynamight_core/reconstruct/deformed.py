@@ -26,9 +26,9 @@ import torch
 from dynamight_core.data.batches import BatchReader
 from dynamight_core.geometry.fourier import hermitian_weights_2d
 from dynamight_core.io.checkpoint import Checkpointer
-from dynamight_core.logs import progress
 from dynamight_core.models.decoder import DisplacementDecoder
 from dynamight_core.models.deformation import DeformationModel, particle_radius_a
+from dynamight_core.progress import track
 from dynamight_core.reconstruct.deformed_projector import (
     ControlGrid,
     DeformedProjector,
@@ -302,7 +302,14 @@ def backproject(
         sums = DeformedSums.from_state(saved["sums"], device)
         logger.info("resuming from checkpoint at batch %d of %d", first, len(batches))
     steps = range(first, len(batches))
-    for step in progress(steps, len(steps), "deformed backprojection", logger):
+    particles = sum(len(batches[step][1]) for step in steps)
+    for step in track(
+        steps,
+        particles,
+        "deformed backprojection",
+        size=lambda step: len(batches[step][1]),
+        logger=logger,
+    ):
         quarter, chunk = batches[step]
         _backproject_batch(geometry, quarter, chunk, sums, accumulator)
         last_of_quarter = step + 1 == len(batches) or batches[step + 1][0] != quarter

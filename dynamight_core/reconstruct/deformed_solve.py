@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from dynamight_core.io.checkpoint import Checkpointer
-from dynamight_core.logs import progress
+from dynamight_core.progress import track
 from dynamight_core.reconstruct.deformed import DeformedGeometry, DeformedSums, batch_rows
 from dynamight_core.reconstruct.deformed_filter import FilteredHalf
 
@@ -34,7 +34,8 @@ def normal_pass(
     projector = geometry.projector
     total = torch.zeros_like(values)
     batches = batch_rows(np.sort(rows), batch_size)
-    for batch in progress(batches, len(batches), "projecting and backprojecting", logger):
+    what = "projecting and backprojecting"
+    for batch in track(batches, len(rows), what, size=len, logger=logger):
         ctf, rotations = geometry.reader.geometry(batch)
         coords = geometry.coords(batch, rotations)
         total += projector.adjoint(projector.forward(values, coords, ctf), coords, ctf)

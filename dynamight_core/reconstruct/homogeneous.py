@@ -29,8 +29,8 @@ from dynamight_core.geometry.masks import spherical_mask
 from dynamight_core.io.checkpoint import Checkpointer
 from dynamight_core.io.stacks import ImageSource
 from dynamight_core.io.star import ParticleSet
-from dynamight_core.logs import progress
 from dynamight_core.metrics.fsc import FscCurve, fsc
+from dynamight_core.progress import track
 from dynamight_core.reconstruct.insertion import (
     FourierAccumulator,
     centred_transform,
@@ -167,11 +167,11 @@ def accumulate_tasks(
                 first,
                 len(batches),
             )
-        steps = range(first, len(batches))
-        for step in progress(
-            steps, len(steps), f"backprojecting task {number + 1}/{len(tasks)}", logger
-        ):
-            _insert_batch(accumulator, reader, batches[step])
+        remaining = batches[first:]
+        what = f"backprojecting task {number + 1}/{len(tasks)}"
+        tracked = track(remaining, sum(map(len, remaining)), what, size=len, logger=logger)
+        for step, rows in enumerate(tracked, start=first):
+            _insert_batch(accumulator, reader, rows)
             if checkpointer and checkpointer.due(step + 1) and step + 1 < len(batches):
                 checkpointer.save(
                     "running", {"task": number, "batch": step + 1, **accumulator.state()}

@@ -26,9 +26,9 @@ from dynamight_core.io.atomic_model import read_atomic_model
 from dynamight_core.io.files import write_json_atomic
 from dynamight_core.io.mrc import StackWriter, write_volume
 from dynamight_core.io.star import write_star
-from dynamight_core.logs import progress
 from dynamight_core.physics.ctf import CtfParameters, compute_ctf
 from dynamight_core.physics.render import images_from_fourier, render_projections, render_volume
+from dynamight_core.progress import track
 from dynamight_core.simulate.motion import HingeMotion, InterpolationMotion, Motion
 from dynamight_core.simulate.phantom import two_domain_phantom
 
@@ -338,7 +338,14 @@ def simulate_dataset(config: SimulationConfig, out_dir: Path) -> None:
     with StackWriter(
         out_dir / "particles.mrcs", config.n_particles, config.box_px, config.pixel_size_a
     ) as stack:
-        for start in progress(chunks, len(chunks), "simulating images", logger):
+        images_done = track(
+            chunks,
+            config.n_particles,
+            "simulating images",
+            size=lambda start: min(RENDER_CHUNK, config.n_particles - start),
+            logger=logger,
+        )
+        for start in images_done:
             rows = np.arange(start, min(start + RENDER_CHUNK, config.n_particles))
             images = renderer.images(rows)
             if noisy:

@@ -71,6 +71,7 @@ def run(args: argparse.Namespace) -> None:
     from dynamight_core.io.files import atomic_path
     from dynamight_core.io.stacks import ImageSource
     from dynamight_core.reconstruct.deformed import backproject
+    from dynamight_core.reconstruct.memory import plan_backprojection_batch
     from dynamight_core.stages.common import (
         compute_device,
         deformed_geometry,
@@ -95,6 +96,13 @@ def run(args: argparse.Namespace) -> None:
         args.method,
         geometry.projector.support.radius_px,
     )
+    batch_size = plan_backprojection_batch(
+        args.batch_size,
+        particles.box_px,
+        geometry.projector.support.radius_px,
+        args.control_grid,
+        device,
+    )
     settings = {
         key: getattr(args, key)
         for key in ("method", "control_grid", "shards", "shard", "half", "shuffle_latents_seed")
@@ -112,9 +120,7 @@ def run(args: argparse.Namespace) -> None:
         },
         args.checkpoint_every,
     )
-    sums = backproject(
-        geometry, rows, shard_rows, args.batch_size, checkpointer, args.checkpoint_every
-    )
+    sums = backproject(geometry, rows, shard_rows, batch_size, checkpointer, args.checkpoint_every)
     source.close()
     payload = {"kind": SUMS_KIND, "settings": settings, "sums": sums.state()}
     with atomic_path(args.out_sums) as tmp:

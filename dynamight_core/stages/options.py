@@ -15,6 +15,11 @@ def add_compute_arguments(parser: argparse.ArgumentParser) -> None:
         "'auto' (CUDA when a GPU is visible), 'cpu' or 'cuda'",
         default="auto",
     )
+    add_threads_argument(parser)
+
+
+def add_threads_argument(parser: argparse.ArgumentParser) -> None:
+    """``--threads`` (of a CPU-only stage; :func:`add_compute_arguments` includes it)."""
     add_run_argument(
         parser,
         "--threads",

@@ -31,6 +31,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "[config: inputs.atomic_model]",
         default=None,
     )
+    add_file_argument(
+        parser,
+        "--store",
+        "this half set's particle store (store-particles), read instead of the stacks "
+        "[config: store.enabled]",
+        default=None,
+    )
+    add_section_arguments(parser, "store", only=("local_copy",))
     add_checkpoint_argument(parser)
     add_file_argument(parser, "--out-model", "the trained VAE (.pt)")
     add_file_argument(parser, "--out-latents", "latent means and sigmas per particle (CSV)")
@@ -41,17 +49,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     """Train the half set's VAE and write the model, latents and training curves."""
-    from dataclasses import asdict
+    from dataclasses import asdict, replace
+    from pathlib import Path
 
+    import numpy as np
     import pandas as pd
     import torch
 
     from dynamight_core.config_cli import settings_from_args
     from dynamight_core.data.batches import BatchReader
+    from dynamight_core.data.store_images import training_images
     from dynamight_core.device import seed_everything
     from dynamight_core.errors import InputError
     from dynamight_core.io.files import atomic_path
-    from dynamight_core.io.stacks import ImageSource
+    from dynamight_core.io.particle_store import MANIFEST_FILE
     from dynamight_core.metrics.plots import plot_training
     from dynamight_core.models.deformation import VaeArchitecture, build_deformation_model
     from dynamight_core.models.gaussians import load_gaussian_model
@@ -63,6 +74,7 @@ def run(args: argparse.Namespace) -> None:
     )
     from dynamight_core.training.half_set_vae import HalfSetVae, TrainingGrid, save_half_set_vae
     from dynamight_core.training.likelihood import FourierLikelihood, max_shell_for
+    from dynamight_core.training.memory_plan import plan_vae_batch
     from dynamight_core.training.regularisation import bonds_from_file
     from dynamight_core.training.vae import VaeSettings, train_vae
     from dynamight_core.training.vae_steps import latent_table, normalise_encoder
@@ -108,9 +120,7 @@ def run(args: argparse.Namespace) -> None:
         batch_size=settings.batch_size,
         half=args.half,
     )
-    source = ImageSource(particles)
-    reader = BatchReader(particles, source, device)
-    normalise_encoder(vae.model, reader, train, grid)
+    vae.batch_size = plan_vae_batch(vae, settings.batch_size, device)
     checkpointer = stage_checkpointer(
         args,
         "train-vae",
@@ -125,17 +135,22 @@ def run(args: argparse.Namespace) -> None:
             "halves": args.halves,
             "model": args.model,
             "atomic_model": args.atomic_model,
+            "store": Path(args.store, MANIFEST_FILE) if args.store else None,
         },
     )
-    state = train_vae(vae, reader, train, validation, settings, checkpointer, bonds)
-    vae.history, vae.stopped = state.history, state.stopped
-    known = (
-        {}
-        if state.validation_latents is None
-        else dict(zip(validation.tolist(), state.validation_latents, strict=True))
-    )
-    table = latent_table(vae, reader, particles, (train, validation), known)
-    source.close()
+    rows = np.concatenate([train, validation])
+    with training_images(particles, rows, grid.box_px, args.store, args.local_copy) as source:
+        reader = BatchReader(particles, source, device, crop_px=grid.box_px)
+        normalise_encoder(vae.model, reader, train, grid)
+        planned = replace(settings, batch_size=vae.batch_size)
+        state = train_vae(vae, reader, train, validation, planned, checkpointer, bonds)
+        vae.history, vae.stopped = state.history, state.stopped
+        known = (
+            {}
+            if state.validation_latents is None
+            else dict(zip(validation.tolist(), state.validation_latents, strict=True))
+        )
+        table = latent_table(vae, reader, particles, (train, validation), known)
     with atomic_path(args.out_latents) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
     history = pd.DataFrame(state.history)

@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     """Warm up one half set's model and write it with its loss history."""
-    from dataclasses import asdict
+    from dataclasses import asdict, replace
 
     import pandas as pd
 
@@ -47,6 +47,7 @@ def run(args: argparse.Namespace) -> None:
         read_half_set,
         stage_checkpointer,
     )
+    from dynamight_core.training.memory_plan import plan_warmup_batch
     from dynamight_core.training.warmup import WarmupSettings, warm_up
 
     particle_set, train, validation = read_half_set(args)
@@ -67,9 +68,10 @@ def run(args: argparse.Namespace) -> None:
         len(train),
         len(validation),
     )
+    planned = replace(settings, batch_size=plan_warmup_batch(model, settings.batch_size, device))
     source = ImageSource(particle_set)
     result = warm_up(
-        model, BatchReader(particle_set, source, device), train, validation, settings, checkpointer
+        model, BatchReader(particle_set, source, device), train, validation, planned, checkpointer
     )
     source.close()
     history = pd.DataFrame(result.history)

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -99,6 +100,16 @@ class ResumableLoop:
     def due(self, step: int) -> bool:
         """Whether step ``step`` (1-based) ends with a save."""
         return self.checkpointer is not None and self.checkpointer.due(step)
+
+    def capture(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """An in-memory copy of what :meth:`save` writes (for :meth:`restore`)."""
+        state = _loop_state(self.model, self.optimizer, self.scheduler)
+        return copy.deepcopy({**state, "loop": dict(values)})
+
+    def restore(self, captured: dict[str, Any]) -> dict[str, Any]:
+        """Put back a :meth:`capture` (model, optimizer, RNG); returns the loop's values."""
+        _restore_loop_state(captured, self.model, self.optimizer, self.scheduler)
+        return copy.deepcopy(dict(captured["loop"]))
 
     def save(self, values: Mapping[str, Any]) -> None:
         """Save the states and the loop's ``values`` (tensors and plain Python values)."""

@@ -25,6 +25,7 @@ from dynamight_core.geometry.fourier import hermitian_weights_3d, shell_index_3d
 from dynamight_core.geometry.masks import mask_from_map
 from dynamight_core.io.checkpoint import Checkpointer
 from dynamight_core.models.gaussians import GaussianModel
+from dynamight_core.progress import track
 from dynamight_core.training.epochs import DivergenceGuard, ResumableLoop
 
 logger = logging.getLogger(__name__)
@@ -149,7 +150,8 @@ def fit_model_to_map(
     else:
         losses, first = list(saved["losses"]), int(saved["step"])
         logger.info("resuming from checkpoint: step %d of %d", first + 1, settings.iterations)
-    for step in range(first, settings.iterations):
+    steps = range(first, settings.iterations)
+    for step in track(steps, len(steps), "consensus fit", unit="steps", logger=logger):
         optimizer.zero_grad(set_to_none=True)
         residual = weight * (model.volume(oversampling=settings.oversampling) - target)
         spectrum = torch.fft.rfftn(residual)

@@ -22,10 +22,10 @@ import torch
 
 from dynamight_core.config_schema import default_of
 from dynamight_core.io.checkpoint import Checkpointer
-from dynamight_core.logs import progress
 from dynamight_core.models.decoder import DisplacementDecoder
 from dynamight_core.models.deformation import DeformationModel
 from dynamight_core.models.inverse import build_inverse
+from dynamight_core.progress import track
 from dynamight_core.training.epochs import DivergenceGuard, ResumableLoop, order_seed
 
 logger = logging.getLogger(__name__)
@@ -117,7 +117,8 @@ def fit_inverse(
         order = torch.randperm(len(train_latents), generator=generator)
         batches = list(order.split(settings.batch_size))
         totals = np.zeros(2)
-        for batch in progress(batches, len(batches), f"inverse epoch {epoch + 1}", logger):
+        what = f"inverse epoch {epoch + 1}/{settings.epochs}"
+        for batch in track(batches, len(order), what, size=len, logger=logger):
             points = _points(model, settings.points, settings.jitter_a, generator)
             step = torch.randn(len(batch), settings.points, 3, generator=generator).to(device)
             inversion, smoothness = inverse_loss(

@@ -15,13 +15,15 @@ checkpoint of everything that carries over to the next (model, optimizer, random
 states, the neighbour graph with its rest lengths, the penalty weight, the validation
 latents and the stopping counters), so a killed run resumes bit-identically. A NaN or
 infinite loss or parameter stops training with ``TrainingDivergedError`` before anything
-is saved.
+is saved. An epoch that runs out of memory is run again from the end of the last one with
+half the batch (``training/oom.py``), logged.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,6 +34,7 @@ from dynamight_core.io.checkpoint import Checkpointer
 from dynamight_core.models.deformation import DeformationModel
 from dynamight_core.training.epochs import DivergenceGuard, ResumableLoop, order_seed
 from dynamight_core.training.half_set_vae import HalfSetVae, Refinement
+from dynamight_core.training.oom import batch_after, check_forced_out_of_memory
 from dynamight_core.training.regularisation import NeighbourGraph, make_graph
 from dynamight_core.training.vae_steps import (
     balanced_weight,
@@ -150,7 +153,10 @@ def train_epoch(
     """One pass over ``train``; returns the mean data, KL and deformation terms."""
     totals = {"data": 0.0, "kl": 0.0, "deformation": 0.0}
     order = order_seed(settings.seed, state.epoch)
-    for number, batch in enumerate(reader.batches(train, settings.batch_size, order)):
+    what = f"train-vae epoch {state.epoch + 1}"
+    batches = reader.tracked(train, settings.batch_size, what, order)
+    for number, batch in enumerate(batches):
+        check_forced_out_of_memory()
         terms = batch_losses(vae.model, batch, vae.grid, vae.likelihood, graph, settings.kl_weight)
         if number == 0:
             state.weight = balanced_weight(vae.model, terms, settings.regularisation_factor)
@@ -166,28 +172,24 @@ def train_epoch(
     return {key: value / len(train) for key, value in totals.items()}
 
 
-def _save(loop: ResumableLoop, state: TrainingState, graph: NeighbourGraph) -> None:
-    loop.save(
-        {
-            "graph": graph.state(),
-            "epoch": state.epoch,
-            "best": state.best,
-            "since_best": state.since_best,
-            "weight": state.weight,
-            "stopped": state.stopped,
-            "history": state.history,
-            "validation_latents": state.validation_latents,
-        }
-    )
+def _values(state: TrainingState, graph: NeighbourGraph) -> dict[str, object]:
+    """What the checkpoint keeps of the loop besides model, optimizer and RNG states."""
+    return {
+        "graph": graph.state(),
+        "epoch": state.epoch,
+        "best": state.best,
+        "since_best": state.since_best,
+        "weight": state.weight,
+        "stopped": state.stopped,
+        "history": state.history,
+        "validation_latents": state.validation_latents,
+    }
 
 
-def _resume(
-    loop: ResumableLoop, device: torch.device
-) -> tuple[TrainingState, NeighbourGraph | None]:
-    """The saved state and graph (``TrainingState()`` and ``None`` when there is none)."""
-    saved = loop.resume()
-    if saved is None:
-        return TrainingState(), None
+def _from_values(
+    saved: dict[str, Any], device: torch.device
+) -> tuple[TrainingState, NeighbourGraph]:
+    """The state and graph of :func:`_values`."""
     state = TrainingState(
         int(saved["epoch"]),
         float(saved["best"]),
@@ -197,9 +199,77 @@ def _resume(
         list(saved["history"]),
         saved["validation_latents"],
     )
-    graph = NeighbourGraph.from_state(saved["graph"], device)
+    return state, NeighbourGraph.from_state(saved["graph"], device)
+
+
+def _resume(
+    loop: ResumableLoop, device: torch.device
+) -> tuple[TrainingState, NeighbourGraph | None]:
+    """The saved state and graph (``TrainingState()`` and ``None`` when there is none)."""
+    saved = loop.resume()
+    if saved is None:
+        return TrainingState(), None
+    state, graph = _from_values(saved, device)
     logger.info("resuming from checkpoint: epoch %d", state.epoch + 1)
     return state, graph
+
+
+def _epoch(
+    vae: HalfSetVae,
+    optimizer: torch.optim.Optimizer,
+    reader: BatchReader,
+    rows: tuple[np.ndarray, np.ndarray],
+    graph: NeighbourGraph,
+    settings: VaeSettings,
+    state: TrainingState,
+    bonds: torch.Tensor | None,
+) -> NeighbourGraph:
+    """One epoch: training pass, validation, consensus update, stopping rule, log line.
+
+    ``rows`` are the (training, validation) rows. Returns the graph (rebuilt after a
+    consensus update).
+    """
+    model = vae.model
+    train, validation = rows
+    losses = train_epoch(vae, optimizer, reader, train, graph, settings, state)
+    state.epoch += 1
+    valid, state.validation_latents = validation_loss(
+        vae, reader, validation, state.validation_latents
+    )
+    GUARD.loss(valid, f"epoch {state.epoch}", "validation loss")
+    moved = 0.0
+    if settings.consensus_update_every and state.epoch % settings.consensus_update_every == 0:
+        moved = update_consensus(vae, reader, train, settings)
+        graph = make_graph(model.consensus.positions_a(), bonds)
+    GUARD.parameters(model, f"the end of epoch {state.epoch}")
+    if valid < state.best * (1.0 - IMPROVEMENT):
+        state.best, state.since_best = valid, 0
+    else:
+        state.since_best += 1
+    if state.since_best >= settings.patience:
+        state.stopped = f"no improvement of the validation loss for {settings.patience} epochs"
+    elif state.epoch >= settings.max_epochs:
+        state.stopped = f"reached max_epochs ({settings.max_epochs})"
+    state.history.append(
+        {
+            "epoch": state.epoch,
+            **losses,
+            "validation": valid,
+            "deformation_weight": state.weight,
+            "consensus_shift_a": moved,
+        }
+    )
+    logger.info(
+        "epoch %d: data %.6f, KL %.2e, deformation %.2e (weight %.3g), validation %.6f%s",
+        state.epoch,
+        losses["data"],
+        losses["kl"],
+        losses["deformation"],
+        state.weight,
+        valid,
+        f", consensus moved {moved:.2f} Å" if moved else "",
+    )
+    return graph
 
 
 def train_vae(
@@ -214,52 +284,28 @@ def train_vae(
     """Train ``vae.model`` on ``train``; stop on ``validation`` (see the module docstring).
 
     ``bonds`` `(E, 2)`: regularise with this bond graph instead of the smoothness graph.
+    Out of memory in an epoch: the batch (``settings.batch_size`` and ``vae.batch_size``)
+    is halved and the epoch run again from the state at the end of the previous one.
     """
     model = vae.model
+    device = model.consensus.positions.device
     optimizer = make_optimizer(model, settings)
     loop = ResumableLoop(checkpointer, "vae", model, optimizer)
-    state, graph = _resume(loop, model.consensus.positions.device)
+    state, graph = _resume(loop, device)
     if graph is None:
         graph = make_graph(model.consensus.positions_a(), bonds)
     while not state.stopped:
-        losses = train_epoch(vae, optimizer, reader, train, graph, settings, state)
-        state.epoch += 1
-        valid, state.validation_latents = validation_loss(
-            vae, reader, validation, state.validation_latents
-        )
-        GUARD.loss(valid, f"epoch {state.epoch}", "validation loss")
-        moved = 0.0
-        if settings.consensus_update_every and state.epoch % settings.consensus_update_every == 0:
-            moved = update_consensus(vae, reader, train, settings)
-            graph = make_graph(model.consensus.positions_a(), bonds)
-        GUARD.parameters(model, f"the end of epoch {state.epoch}")
-        if valid < state.best * (1.0 - IMPROVEMENT):
-            state.best, state.since_best = valid, 0
-        else:
-            state.since_best += 1
-        if state.since_best >= settings.patience:
-            state.stopped = f"no improvement of the validation loss for {settings.patience} epochs"
-        elif state.epoch >= settings.max_epochs:
-            state.stopped = f"reached max_epochs ({settings.max_epochs})"
-        state.history.append(
-            {
-                "epoch": state.epoch,
-                **losses,
-                "validation": valid,
-                "deformation_weight": state.weight,
-                "consensus_shift_a": moved,
-            }
-        )
-        logger.info(
-            "epoch %d: data %.6f, KL %.2e, deformation %.2e (weight %.3g), validation %.6f%s",
-            state.epoch,
-            losses["data"],
-            losses["kl"],
-            losses["deformation"],
-            state.weight,
-            valid,
-            f", consensus moved {moved:.2f} Å" if moved else "",
-        )
-        _save(loop, state, graph)
+        last = loop.capture(_values(state, graph))
+        try:
+            graph = _epoch(
+                vae, optimizer, reader, (train, validation), graph, settings, state, bonds
+            )
+        except RuntimeError as error:  # torch.OutOfMemoryError is one
+            batch = batch_after(error, settings.batch_size, "vae.batch_size")
+            settings = replace(settings, batch_size=batch)
+            vae.batch_size = batch
+            state, graph = _from_values(loop.restore(last), device)
+            continue
+        loop.save(_values(state, graph))
     logger.info("stopped after %d epochs: %s", state.epoch, state.stopped)
     return state

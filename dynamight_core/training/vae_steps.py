@@ -197,7 +197,7 @@ def validation_loss(
     """
     total, kept, position = 0.0, [], 0
     refinement = vae.refinement
-    for batch in reader.batches(indices, vae.batch_size):
+    for batch in reader.tracked(indices, vae.batch_size, "validation"):
         size = len(batch.indices)
         start = None if previous is None else _continuing(previous[position : position + size])
         steps = refinement.steps if previous is None else refinement.tracking_steps
@@ -222,7 +222,7 @@ def latents(
     Particles in ``known`` (row -> latent) continue from that latent, the others from the
     encoder's estimate; all get ``vae.refinement.steps`` steps.
     """
-    for batch in reader.batches(indices, vae.batch_size):
+    for batch in reader.tracked(indices, vae.batch_size, "latents"):
         start = _known_or_encoded(known, batch.indices) if known else None
         z, mu, sigma = _refine_batch(vae, batch, start, vae.refinement.steps)
         yield batch.indices, z.cpu(), mu.cpu(), sigma.cpu()

@@ -8,13 +8,15 @@ whitened Fourier-space loss for a number of epochs. Only the particles of one ha
 (its training part) are read; its validation part measures the loss before and after.
 Each epoch ends with a checkpoint, so a killed run resumes at the next epoch with the
 same result as an uninterrupted one. A NaN or infinite loss or parameter stops the
-warm-up with ``TrainingDivergedError`` before anything is saved.
+warm-up with ``TrainingDivergedError`` before anything is saved; an epoch that runs out of
+memory is run again from the end of the last one with half the batch (``training/oom.py``).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,6 +34,7 @@ from dynamight_core.training.likelihood import (
     mean_loss,
     solve_image_scale,
 )
+from dynamight_core.training.oom import batch_after, check_forced_out_of_memory
 
 logger = logging.getLogger(__name__)
 
@@ -149,54 +152,90 @@ def warm_up(
         result = _prepare(model, reader, train, validation, settings)
         first_epoch = 0
     else:
-        result = WarmupResult(
-            saved["noise_power"],
-            int(saved["max_shell"]),
-            float(saved["scale"]),
-            float(saved["validation_before"]),
-            list(saved["history"]),
-        )
+        result = _result_from(saved)
         first_epoch = int(saved["epoch"])
         logger.info("resuming from checkpoint: epoch %d of %d", first_epoch + 1, settings.epochs)
     likelihood = FourierLikelihood(
         result.noise_power.to(reader.device), model.box_px, result.max_shell
     )
-    for epoch in range(first_epoch, settings.epochs):
-        total = 0.0
-        order = order_seed(settings.seed, epoch)
-        for step, batch in enumerate(reader.batches(train, settings.batch_size, order)):
-            optimizer.zero_grad(set_to_none=True)
-            predicted = model.projections(batch.rotations, batch.shifts_a, batch.ctf)
-            loss = likelihood.per_image(predicted, batch.images_ft).mean()
-            value = GUARD.loss(loss, f"epoch {epoch + 1}, step {step + 1}")
-            loss.backward()
-            optimizer.step()
-            total += value * len(batch.indices)
-        validation_loss = mean_loss(model, likelihood, reader, validation, settings.batch_size)
-        GUARD.loss(validation_loss, f"epoch {epoch + 1}", "validation loss")
-        GUARD.parameters(model, f"the end of epoch {epoch + 1}")
-        result.history.append(
-            {
-                "epoch": epoch + 1,
-                "train_loss": total / len(train),
-                "validation_loss": validation_loss,
-            }
-        )
-        logger.info(
-            "warm-up epoch %d/%d: train loss %.5f, validation loss %.5f",
-            epoch + 1,
-            settings.epochs,
-            total / len(train),
-            validation_loss,
-        )
-        loop.save(
-            {
-                "epoch": epoch + 1,
-                "noise_power": result.noise_power,
-                "max_shell": result.max_shell,
-                "scale": result.scale,
-                "validation_before": result.validation_before,
-                "history": result.history,
-            }
-        )
+    epoch = first_epoch
+    while epoch < settings.epochs:
+        last = loop.capture(_values(epoch, result))
+        try:
+            rows = (train, validation)
+            _epoch(model, optimizer, likelihood, reader, rows, settings, epoch, result)
+        except RuntimeError as error:  # torch.OutOfMemoryError is one
+            batch = batch_after(error, settings.batch_size, "warmup.batch_size")
+            settings = replace(settings, batch_size=batch)
+            result = _result_from(loop.restore(last))
+            continue
+        epoch += 1
+        loop.save(_values(epoch, result))
     return result
+
+
+def _values(epoch: int, result: WarmupResult) -> dict[str, Any]:
+    """What the checkpoint keeps of the loop after ``epoch`` epochs."""
+    return {
+        "epoch": epoch,
+        "noise_power": result.noise_power,
+        "max_shell": result.max_shell,
+        "scale": result.scale,
+        "validation_before": result.validation_before,
+        "history": result.history,
+    }
+
+
+def _result_from(saved: dict[str, Any]) -> WarmupResult:
+    """The :class:`WarmupResult` of :func:`_values`."""
+    return WarmupResult(
+        saved["noise_power"],
+        int(saved["max_shell"]),
+        float(saved["scale"]),
+        float(saved["validation_before"]),
+        list(saved["history"]),
+    )
+
+
+def _epoch(
+    model: GaussianModel,
+    optimizer: torch.optim.Optimizer,
+    likelihood: FourierLikelihood,
+    reader: BatchReader,
+    rows: tuple[np.ndarray, np.ndarray],
+    settings: WarmupSettings,
+    epoch: int,
+    result: WarmupResult,
+) -> None:
+    """Warm-up epoch ``epoch`` (0-based) over the (training, validation) ``rows``."""
+    train, validation = rows
+    total = 0.0
+    order = order_seed(settings.seed, epoch)
+    what = f"warm-up epoch {epoch + 1}/{settings.epochs}"
+    batches = reader.tracked(train, settings.batch_size, what, order)
+    for step, batch in enumerate(batches):
+        check_forced_out_of_memory()
+        optimizer.zero_grad(set_to_none=True)
+        predicted = model.projections(batch.rotations, batch.shifts_a, batch.ctf)
+        loss = likelihood.per_image(predicted, batch.images_ft).mean()
+        value = GUARD.loss(loss, f"epoch {epoch + 1}, step {step + 1}")
+        loss.backward()
+        optimizer.step()
+        total += value * len(batch.indices)
+    validation_loss = mean_loss(model, likelihood, reader, validation, settings.batch_size)
+    GUARD.loss(validation_loss, f"epoch {epoch + 1}", "validation loss")
+    GUARD.parameters(model, f"the end of epoch {epoch + 1}")
+    result.history.append(
+        {
+            "epoch": epoch + 1,
+            "train_loss": total / len(train),
+            "validation_loss": validation_loss,
+        }
+    )
+    logger.info(
+        "warm-up epoch %d/%d: train loss %.5f, validation loss %.5f",
+        epoch + 1,
+        settings.epochs,
+        total / len(train),
+        validation_loss,
+    )

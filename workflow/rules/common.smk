@@ -246,6 +246,11 @@ def stage_records():
         f"{RECORDS}/fsc_deformed.json",
         f"{RECORDS}/local_resolution.json",
         *([] if INPUTS["mask"] else [f"{RECORDS}/make_mask.json"]),
+        *(
+            [f"{RECORDS}/store_particles_half{half}.json" for half in HALVES]
+            if CFG["store"]["enabled"]
+            else []
+        ),
         *[f"{RECORDS}/postprocess_{label}.json" for label in POSTPROCESSED],
         *[
             f"{RECORDS}/{stage}_half{half}.json"

@@ -1,6 +1,16 @@
 """The two half sets' deformation VAEs, trained independently (one job per half)."""
 
 
+def particle_store(wildcards):
+    """The half set's particle store when store.enabled, else nothing (the stacks)."""
+    return [f"{OUT}/store/half{wildcards.half}"] if CFG["store"]["enabled"] else []
+
+
+def store_flag(wildcards, input):
+    """``--store`` when train-vae reads the half set's particle store."""
+    return optional_flag("store", input.store[0] if input.store else None)
+
+
 rule train_vae:
     input:
         star=STAR,
@@ -8,6 +18,7 @@ rule train_vae:
         halves=f"{OUT}/halves.csv",
         model=f"{OUT}/gaussians/warmup_half{{half}}.pt",
         atomic_model=optional_inputs(INPUTS["atomic_model"]),
+        store=particle_store,
     output:
         model=f"{OUT}/vae/half{{half}}/model.pt",
         latents=f"{OUT}/vae/half{{half}}/latents.csv",
@@ -32,13 +43,16 @@ rule train_vae:
         settings=flags("vae"),
         project_root=optional_flag("project-root", INPUTS["project_root"]),
         atomic_model=optional_flag("atomic-model", INPUTS["atomic_model"]),
+        store=store_flag,
+        local_copy=flags("store", only=("local_copy",)),
         checkpoint_dir=f"{CHECKPOINTS}/train_vae_half{{half}}",
         version=VERSION,
     shell:
         unless_bad_input(
             "python -m dynamight_core train-vae --star {input.star} {params.project_root}"
             " --halves {input.halves} --half {wildcards.half} --model {input.model}"
-            " {params.settings} {params.atomic_model} --checkpoint-dir {params.checkpoint_dir} --threads {threads}"
+            " {params.settings} {params.atomic_model} {params.store} {params.local_copy}"
+            " --checkpoint-dir {params.checkpoint_dir} --threads {threads}"
             " --out-model {output.model} --out-latents {output.latents}"
             " --out-history {output.history} --out-png {output.png}"
             " --record {output.record} > {log} 2>&1"
