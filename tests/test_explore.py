@@ -235,8 +235,7 @@ def test_maps_at_clusters_and_reconstruction_of_nearest_particles(
     point = table[[c for c in table if c.startswith("mu_")]].median().to_numpy()
     _run(
         *base,
-        "--points",
-        ",".join(f"{v:.6f}" for v in point),
+        "--points=" + ",".join(f"{v:.6f}" for v in point),  # the first value may be negative
         "--reconstruct-nearest",
         "400",
         "--star",

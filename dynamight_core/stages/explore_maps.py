@@ -44,7 +44,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_file_argument(parser, "--out-cif", "pseudo-atoms, mmCIF", default=None)
     add_file_argument(parser, "--out-pdb", "pseudo-atoms, PDB (up to 99,999)", default=None)
     add_run_argument(
-        parser, "--points", "latent points 'z1,...,zL;z1,...,zL' (one map each)", default=None
+        parser,
+        "--points",
+        "latent points 'z1,...,zL;z1,...,zL' (one map each; write --points=-0.5,... when the "
+        "first value is negative)",
+        default=None,
     )
     add_run_argument(
         parser,

@@ -35,8 +35,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "default: OUT_DIR/movie.gif)",
         default=None,
     )
-    add_run_argument(parser, "--start", "first latent point 'z1,...,zL'", default=None)
-    add_run_argument(parser, "--end", "last latent point 'z1,...,zL'", default=None)
+    add_run_argument(
+        parser,
+        "--start",
+        "first latent point 'z1,...,zL' (--start=-0.5,... if negative)",
+        default=None,
+    )
+    add_run_argument(
+        parser, "--end", "last latent point 'z1,...,zL' (--end=-0.5,... if negative)", default=None
+    )
     add_component_argument(parser)
     add_section_arguments(
         parser,

@@ -270,3 +270,13 @@ def stage_records():
             else []
         ),
     ]
+
+
+def particle_store(wildcards):
+    """The half set's particle store when store.enabled, else nothing (the stacks)."""
+    return [f"{OUT}/store/half{wildcards.half}"] if CFG["store"]["enabled"] else []
+
+
+def store_flag(wildcards, input):
+    """``--store`` when train-vae reads the half set's particle store."""
+    return optional_flag("store", input.store[0] if input.store else None)

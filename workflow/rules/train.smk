@@ -1,16 +1,6 @@
 """The two half sets' deformation VAEs, trained independently (one job per half)."""
 
 
-def particle_store(wildcards):
-    """The half set's particle store when store.enabled, else nothing (the stacks)."""
-    return [f"{OUT}/store/half{wildcards.half}"] if CFG["store"]["enabled"] else []
-
-
-def store_flag(wildcards, input):
-    """``--store`` when train-vae reads the half set's particle store."""
-    return optional_flag("store", input.store[0] if input.store else None)
-
-
 rule train_vae:
     input:
         star=STAR,
