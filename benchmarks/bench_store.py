@@ -29,7 +29,6 @@ from dynamight_core.io.stacks import ImageSource
 from dynamight_core.io.star import ParticleSet, read_particles, write_star
 from dynamight_core.simulate.dataset import SimulationConfig, optics_table, particle_table
 from dynamight_core.training.half_set_vae import TrainingGrid
-from dynamight_core.training.likelihood import max_shell_for
 
 STACKS = 8
 PER_STACK = 500
@@ -39,21 +38,26 @@ BATCH = 64
 REQUIRED_RATIO = 5.0
 
 
-def write_dataset(folder: Path) -> Path:
-    """STAR file and ``STACKS`` noise stacks of ``PER_STACK`` images; the STAR path."""
-    config = SimulationConfig(
-        n_particles=STACKS * PER_STACK, box_px=BOX_PX, pixel_size_a=PIXEL_A, motion="none"
-    )
+def write_noise_dataset(
+    folder: Path, n: int, box_px: int, pixel_a: float, per_stack: int = PER_STACK
+) -> Path:
+    """STAR file of simulated metadata (poses, CTFs, shifts) over noise stacks; its path.
+
+    ``n`` images in stacks of ``per_stack``: image content changes neither the cost of
+    reading nor that of training, and the simulator's renders cost far more at large boxes.
+    """
+    config = SimulationConfig(n_particles=n, box_px=box_px, pixel_size_a=pixel_a, motion="none")
     rng = np.random.default_rng(0)
     table = particle_table(config, rng).drop(columns=["motion_coordinate"])
     table["rlnImageName"] = [
-        f"{i % PER_STACK + 1:06d}@stack_{i // PER_STACK}.mrcs" for i in range(len(table))
+        f"{i % per_stack + 1:06d}@stack_{i // per_stack}.mrcs" for i in range(n)
     ]
-    for number in range(STACKS):
-        images = rng.standard_normal((PER_STACK, BOX_PX, BOX_PX), dtype=np.float32)
+    for number, first in enumerate(range(0, n, per_stack)):
+        count = min(per_stack, n - first)
+        images = rng.standard_normal((count, box_px, box_px), dtype=np.float32)
         with mrcfile.new(folder / f"stack_{number}.mrcs", overwrite=True) as mrc:
             mrc.set_data(images)
-            mrc.voxel_size = PIXEL_A
+            mrc.voxel_size = pixel_a
     star = folder / "particles.star"
     write_star(star, table, optics_table(config))
     return star
@@ -100,10 +104,10 @@ def main() -> None:
     cpu = torch.device("cpu")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        particles = read_particles(write_dataset(folder))
+        particles = read_particles(write_noise_dataset(folder, STACKS * PER_STACK, BOX_PX, PIXEL_A))
         rows = np.arange(len(particles))
         max_res_a = default_of("vae", "max_resolution_a")
-        grid = TrainingGrid.choose(BOX_PX, PIXEL_A, max_shell_for(BOX_PX, PIXEL_A, max_res_a), 64)
+        grid = TrainingGrid.for_resolution(BOX_PX, PIXEL_A, max_res_a, 64)
         stacks = ImageSource(particles)
         readers = {
             "stacks, full box (train-vae before)": BatchReader(particles, stacks, cpu),

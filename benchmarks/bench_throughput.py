@@ -44,9 +44,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import mrcfile
 import numpy as np
 import torch
+from bench_store import write_noise_dataset
 from bench_vae import synthetic_batch
 from common import device, print_table, seconds_per_call
 
@@ -180,33 +180,6 @@ def atoms_consensus(folder: Path, n: int, box_px: int, pixel_a: float) -> Gaussi
     )
 
 
-def noise_dataset(folder: Path, n: int, box_px: int, pixel_a: float) -> Path:
-    """STAR file of simulated metadata (poses, CTFs, shifts) over noise stacks; its path.
-
-    The images' content does not change the cost of training or its memory; the
-    simulator's renders cost far more at box 256 than this benchmark can spend.
-    """
-    from dynamight_core.io.star import write_star
-    from dynamight_core.simulate.dataset import SimulationConfig, optics_table, particle_table
-
-    config = SimulationConfig(n_particles=n, box_px=box_px, pixel_size_a=pixel_a, motion="none")
-    rng = np.random.default_rng(0)
-    table = particle_table(config, rng).drop(columns=["motion_coordinate"])
-    per_stack = 500
-    table["rlnImageName"] = [
-        f"{i % per_stack + 1:06d}@stack_{i // per_stack}.mrcs" for i in range(n)
-    ]
-    for number, first in enumerate(range(0, n, per_stack)):
-        count = min(per_stack, n - first)
-        images = rng.standard_normal((count, box_px, box_px), dtype=np.float32)
-        with mrcfile.new(folder / f"stack_{number}.mrcs", overwrite=True) as mrc:
-            mrc.set_data(images)
-            mrc.voxel_size = pixel_a
-    star = folder / "particles.star"
-    write_star(star, table, optics_table(config))
-    return star
-
-
 def prepare_halves(folder: Path, star: Path, halves: tuple[int, ...] = (1, 2)) -> None:
     """``split-halves`` (10% validation) and a float32 ``store-particles`` per half."""
     run_stage(["split-halves", "--star", str(star), "--out", str(folder / "halves.csv")])
@@ -246,11 +219,8 @@ def worker_epochs(args: dict[str, Any]) -> dict[str, Any]:
     consensus, _ = load_gaussian_model(args["model"], dev)
     settings = VaeSettings()
     architecture = VaeArchitecture(decoder_precision=args["precision"])
-    grid = TrainingGrid.choose(
-        particles.box_px,
-        particles.pixel_size_a,
-        max_shell_for(particles.box_px, particles.pixel_size_a, settings.max_resolution_a),
-        architecture.encoder_px,
+    grid = TrainingGrid.for_resolution(
+        particles.box_px, particles.pixel_size_a, settings.max_resolution_a, architecture.encoder_px
     )
     vae = HalfSetVae(
         build_deformation_model(consensus, architecture, grid.encoder_px).to(dev),
@@ -307,11 +277,8 @@ def synthetic_vae(box_px: int, n_gaussians: int, dev: torch.device) -> HalfSetVa
     settings = VaeSettings()
     architecture = VaeArchitecture()
     consensus = random_consensus(n_gaussians, box_px, PIXEL_A, box_px * PIXEL_A * 0.375)
-    grid = TrainingGrid.choose(
-        box_px,
-        PIXEL_A,
-        max_shell_for(box_px, PIXEL_A, settings.max_resolution_a),
-        architecture.encoder_px,
+    grid = TrainingGrid.for_resolution(
+        box_px, PIXEL_A, settings.max_resolution_a, architecture.encoder_px
     )
     model = build_deformation_model(consensus, architecture, grid.encoder_px).to(dev)
     torch.nn.init.normal_(model.decoder.output.weight, std=1e-3)
@@ -545,7 +512,7 @@ def part_box128(per_particle_64: dict[str, float], verdicts: list[str]) -> None:
     result: dict[str, float] = {}
     with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
         folder = Path(tmp)
-        star = noise_dataset(folder, n, 128, PIXEL_A)
+        star = write_noise_dataset(folder, n, 128, PIXEL_A)
         consensus = random_consensus(5000, 128, PIXEL_A, 128 * PIXEL_A * 0.375)
         save_gaussian_model(folder / "model.pt", consensus, {})
         prepare_halves(folder, star, halves=(1,))
@@ -748,7 +715,7 @@ def part_acceptance(verdicts: list[str]) -> None:
         with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
             folder = Path(tmp)
             start = time.perf_counter()
-            star = noise_dataset(folder, n, 256, PIXEL_A)
+            star = write_noise_dataset(folder, n, 256, PIXEL_A)
             model = random_consensus(20000, 256, PIXEL_A, 256 * PIXEL_A * 0.375)
             save_gaussian_model(folder / "warm.pt", model, {"noise_power": [1.0] * 129})
             prepare_halves(folder, star, halves=(1,))

@@ -43,16 +43,12 @@ def run(args: argparse.Namespace) -> None:
     from dynamight_core.device import configure_threads
     from dynamight_core.stages.common import half_set_rows, read_checked_particles
     from dynamight_core.training.half_set_vae import TrainingGrid
-    from dynamight_core.training.likelihood import max_shell_for
 
     configure_threads(args.threads)
     particles = read_checked_particles(args)
     rows = half_set_rows(args, particles)
-    grid = TrainingGrid.choose(
-        particles.box_px,
-        particles.pixel_size_a,
-        max_shell_for(particles.box_px, particles.pixel_size_a, args.max_resolution_a),
-        args.encoder_px,
+    grid = TrainingGrid.for_resolution(
+        particles.box_px, particles.pixel_size_a, args.max_resolution_a, args.encoder_px
     )
     layout = store_layout(particles, grid.box_px, args.precision)
     logger.info(

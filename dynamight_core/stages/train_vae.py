@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> None:
         stage_checkpointer,
     )
     from dynamight_core.training.half_set_vae import HalfSetVae, TrainingGrid, save_half_set_vae
-    from dynamight_core.training.likelihood import FourierLikelihood, max_shell_for
+    from dynamight_core.training.likelihood import FourierLikelihood
     from dynamight_core.training.memory_plan import plan_vae_batch
     from dynamight_core.training.regularisation import bonds_from_file
     from dynamight_core.training.vae import VaeSettings, train_vae
@@ -93,11 +93,8 @@ def run(args: argparse.Namespace) -> None:
     bonds = bonds_from_file(args.atomic_model, consensus) if args.atomic_model else None
     settings = settings_from_args(VaeSettings, args)
     architecture = settings_from_args(VaeArchitecture, args)
-    grid = TrainingGrid.choose(
-        particles.box_px,
-        particles.pixel_size_a,
-        max_shell_for(particles.box_px, particles.pixel_size_a, settings.max_resolution_a),
-        architecture.encoder_px,
+    grid = TrainingGrid.for_resolution(
+        particles.box_px, particles.pixel_size_a, settings.max_resolution_a, architecture.encoder_px
     )
     noise = torch.tensor(warm["noise_power"], device=device)[: grid.box_px // 2 + 1]
     logger.info(

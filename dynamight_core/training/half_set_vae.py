@@ -22,7 +22,7 @@ from dynamight_core.models.deformation import (
     load_deformation_model,
     save_deformation_model,
 )
-from dynamight_core.training.likelihood import FourierLikelihood
+from dynamight_core.training.likelihood import FourierLikelihood, max_shell_for
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,18 @@ class TrainingGrid:
         box = min(full_box_px, 2 * max_shell + 2)
         box += box % 2
         return cls(box, pixel_size_a * full_box_px / box, max_shell, min(encoder_px, box))
+
+    @classmethod
+    def for_resolution(
+        cls,
+        full_box_px: int,
+        pixel_size_a: float,
+        max_resolution_a: float | None,
+        encoder_px: int,
+    ) -> TrainingGrid:
+        """The grid of a training to ``max_resolution_a`` (``None``: Nyquist), as train-vae's."""
+        max_shell = max_shell_for(full_box_px, pixel_size_a, max_resolution_a)
+        return cls.choose(full_box_px, pixel_size_a, max_shell, encoder_px)
 
 
 @dataclass(frozen=True)
