@@ -21,6 +21,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/deformed.smk"
 include: "workflow/rules/validation.smk"
 include: "workflow/rules/explore.smk"
+include: "workflow/rules/states.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -617,6 +617,35 @@ def write_domain_motion_dataset(
     return DomainMotionDataset.in_folder(folder)
 
 
+def state_maps(data: DomainMotionDataset, thetas_deg: np.ndarray) -> dict[float, np.ndarray]:
+    """True maps of ``data`` at hinge angles ``thetas_deg`` (0: the mid state, ``truth.mrc``).
+
+    Rebuilt from the dataset's own description (structure, open offset, atom width) and
+    scaled as its truth maps; each cached beside the dataset in ``truth_states/``.
+    """
+    folder = data.folder / "truth_states"
+    folder.mkdir(exist_ok=True)
+    maps: dict[float, np.ndarray] = {}
+    structure = None
+    for theta in np.round(np.asarray(thetas_deg, dtype=np.float64), 4).tolist():
+        path = folder / f"theta_{theta:+08.4f}.npy"
+        if not path.exists():
+            if structure is None:
+                info = json.loads(data.metadata.read_text())
+                where = Path(info["structure"])
+                structure = load_structure(
+                    where if where.is_absolute() else REPO / where,
+                    tuple(info["moving_residues"]),
+                    tuple(info["hinge_residues"]),
+                    info["width_a"],
+                    open_offset_deg=info["open_offset_deg"],
+                )
+            volume = true_map(structure.model(theta), data.box_px, data.pixel_size_a)
+            np.save(path, (volume * data.image_scale).astype(np.float32))
+        maps[theta] = np.load(path)
+    return maps
+
+
 def _cryojax_version() -> str:
     import cryojax
 

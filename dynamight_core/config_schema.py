@@ -318,6 +318,16 @@ SCHEMA: dict[str, Any] = {
             "paper's inverse network, fitted by stage fit-inverse)",
             choices=("adjoint", "inverse"),
         ),
+        "reference": Key(
+            "str",
+            "mean",
+            "the state both half maps are reconstructed in, each estimated from its own half: "
+            "mean (each pseudo-atom's mean deformed position over the half's particles), "
+            "consensus_fit (the half's pseudo-atoms fitted to its consensus map, before VAE "
+            "training) or trained (the trained consensus, which training moves; earlier "
+            "versions' maps)",
+            choices=("mean", "consensus_fit", "trained"),
+        ),
         "control_grid": Key(
             "int",
             16,
@@ -406,6 +416,14 @@ SCHEMA: dict[str, Any] = {
             "null control's and the consensus's for the report to call the gain significant",
             0.0,
         ),
+        "state_disagreement_fraction": Key(
+            "float",
+            0.1,
+            "the report warns when the two half maps' reference states are further apart "
+            "(RMS over the pseudo-atoms, after rigid superposition) than this fraction of "
+            "the deformed maps' resolution: their FSC then measures the mismatch",
+            0.0,
+        ),
         "regions": Key(
             "int",
             6,
@@ -453,6 +471,15 @@ SCHEMA: dict[str, Any] = {
             "also reconstruct each map's state from the particles nearest it in latent space "
             "(deformed backprojection of this many particles; 0: Gaussian renders only)",
             0,
+        ),
+        "state_percentiles": Key(
+            "str",
+            None,
+            "improved maps of chosen states: comma-separated percentiles (0-100) of the "
+            "particles along PC1, oriented alike in both half sets (stage align-halves); each "
+            "half reconstructs all its particles in that state, two half maps per state and "
+            "their FSC (null: none; e.g. 5,50,95: both ends and the middle)",
+            nullable=True,
         ),
     },
     **SITE_SECTIONS,

@@ -66,6 +66,8 @@ def _inputs(data: Path, results: Path, half: int, star: Path | None = None) -> l
         str(results / f"vae/half{half}/model.pt"),
         "--latents",
         str(data / f"latents{half}.csv"),
+        "--consensus-fit",
+        str(results / f"gaussians/warmup_half{half}.pt"),
         "--threads",
         "2",
     ]

@@ -28,6 +28,7 @@ ALL_RULES = {
     "backproject_deformed",
     "solve_deformed",
     "fsc_deformed",
+    "align_halves",
     "make_mask",
     "postprocess",
     "local_resolution",
@@ -42,7 +43,7 @@ ALL_RULES = {
 VALIDATION = {"postprocess", "local_resolution", "provenance", "report"}
 DEFORMED = {"backproject_deformed", "solve_deformed", "fsc_deformed"} | VALIDATION
 EXPLORE = {"explore_maps", "explore_movie"}
-TRAINING = {"train_vae", "deformation_error", "latent_space"} | EXPLORE | DEFORMED
+TRAINING = {"train_vae", "deformation_error", "latent_space", "align_halves"} | EXPLORE | DEFORMED
 
 
 def test_lint_is_clean() -> None:

@@ -41,6 +41,7 @@ CPU_RULES = {
     "store_particles",
     "fsc_consensus",
     "fsc_deformed",
+    "align_halves",
     "make_mask",
     "postprocess",
     "latent_space",

@@ -37,6 +37,7 @@ from dynamight_core.reconstruct.deformed_projector import (
 )
 from dynamight_core.reconstruct.homogeneous import MASK_EDGE_PX, MASK_MARGIN_PX
 from dynamight_core.reconstruct.insertion import centred_transform
+from dynamight_core.reconstruct.reference_state import ReferenceState
 from dynamight_core.reconstruct.rigid_kernel import PAD, RigidAccumulator
 
 logger = logging.getLogger(__name__)
@@ -69,6 +70,8 @@ class DeformedGeometry:
         Control grid the field is evaluated on.
     projector
         The deformed projector of the support.
+    reference
+        The state the map is reconstructed in (None: the trained consensus).
     """
 
     reader: BatchReader
@@ -76,6 +79,7 @@ class DeformedGeometry:
     field: DisplacementField
     control: ControlGrid
     projector: DeformedProjector
+    reference: ReferenceState | None = None
 
     def __post_init__(self) -> None:
         # the voxels' trilinear weights of the control nodes, the same for every particle
@@ -112,6 +116,7 @@ def half_set_geometry(
     latents_by_row: torch.Tensor,
     inverse: DisplacementDecoder | None,
     control_grid: int,
+    reference: ReferenceState | None = None,
 ) -> DeformedGeometry:
     """Geometry of a half set's deformed reconstruction.
 
@@ -127,18 +132,22 @@ def half_set_geometry(
         The half set's inverse network for ``method: inverse``, else None (the exact adjoint).
     control_grid
         Nodes per axis of the control grid.
+    reference
+        The state the map is reconstructed in (None: the trained consensus).
     """
     particles = reader.particle_set
     device = reader.device
     box = particles.box_px
     radius = support_radius_px(particle_radius_a(model.consensus), particles.pixel_size_a, box)
     support = SupportGrid.sphere(box, radius, device)
+    field = deformation_field(model, inverse)
     return DeformedGeometry(
         reader,
         latents_by_row.to(device),
-        deformation_field(model, inverse),
+        reference.field(field) if reference is not None else field,
         ControlGrid(box, control_grid, device),
         DeformedProjector(support),
+        reference,
     )
 
 

@@ -22,6 +22,7 @@ def _better_map(
         "the mask's own correlation by phase randomisation, resolution at FSC 0.143, "
         "Guinier B-factor. The FSC area is the mean FSC over every shell up to Nyquist."
     )
+    _reference_state(page, summary)
     maps_table(page, summary["maps"])
     gain_table(page, summary["gain"])
     page.figure(
@@ -46,6 +47,25 @@ def _better_map(
         figures["local_resolution"],
         "Local resolution (windowed FSC at the threshold) on the central sections, and the "
         "gain (consensus minus deformed, Å; positive where the deformed map is finer).",
+    )
+
+
+def _reference_state(page: Page, summary: Mapping[str, Any]) -> None:
+    state = summary.get("reference_state")
+    if state is None:
+        return
+    drift = state["drift"]
+    moved = ", ".join(
+        f"{half} {values['trained_from_fit_rms_a']:.2f} Å" for half, values in drift.items()
+    )
+    page.paragraph(
+        f"Both deformed half maps are reconstructed in one conformation, each from its own "
+        f"half set: deformed.reference {state['reference']}. Their two reference states are "
+        f"{state['disagreement_rms_a']:.2f} Å RMS apart over the pseudo-atoms after rigid "
+        f"superposition (95th percentile {state['disagreement_p95_a']:.2f} Å; warning above "
+        f"{state['limit_a']:.2f} Å); the halves' mean deformed states are "
+        f"{state['mean_state_disagreement_rms_a']:.2f} Å apart. Training moved each half's "
+        f"consensus (RMS from its consensus fit): {moved}."
     )
 
 

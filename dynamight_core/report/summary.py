@@ -44,6 +44,9 @@ class ReportInputs:
     atomic_model: str | None = None
     # region -> local-resolution map label -> median (Å) at the region's pseudo-atoms
     region_local_resolution: Mapping[int, Mapping[str, float]] | None = None
+    # fsc-deformed's reference_states: the state both half maps are in and its agreement
+    reference_states: Mapping[str, Any] | None = None
+    state_disagreement_fraction: float = 0.1
 
 
 def _difference(first: Mapping[str, Any], second: Mapping[str, Any]) -> dict[str, float]:
@@ -183,7 +186,41 @@ def warnings(summary: Mapping[str, Any], inputs: ReportInputs) -> list[str]:
             )
     else:
         notes.append("The null control was not run (report.null_control: false).")
+    notes += _state_warnings(summary)
     return notes
+
+
+def _reference_state(inputs: ReportInputs, resolution_a: float) -> dict[str, Any] | None:
+    """The half maps' reference state, how far apart the halves' are, and the limit."""
+    states = inputs.reference_states
+    if not states:
+        return None
+    limit = inputs.state_disagreement_fraction * resolution_a
+    apart = states["disagreement"]["rms_a"]
+    return {
+        "reference": states["reference"],
+        "disagreement_rms_a": apart,
+        "disagreement_p95_a": states["disagreement"]["p95_a"],
+        "mean_state_disagreement_rms_a": states["mean_disagreement"]["rms_a"],
+        "drift": states["drift"],
+        "limit_a": round(limit, 4),
+        "agree": bool(apart <= limit),
+    }
+
+
+def _state_warnings(summary: Mapping[str, Any]) -> list[str]:
+    state = summary.get("reference_state")
+    if state is None:
+        return ["The half maps' reference states were not compared (no fsc-deformed record)."]
+    if state["agree"]:
+        return []
+    return [
+        f"The two half maps are in different conformations: their reference states "
+        f"({state['reference']}) are {state['disagreement_rms_a']:.2f} Å RMS apart, more than "
+        f"{state['limit_a']:.2f} Å (report.state_disagreement_fraction of the resolution). "
+        "Their FSC then measures the mismatch as well as the noise, and understates the "
+        "maps; use deformed.reference consensus_fit."
+    ]
 
 
 def build_summary(inputs: ReportInputs, geometry: Mapping[str, Any]) -> dict[str, Any]:
@@ -196,6 +233,9 @@ def build_summary(inputs: ReportInputs, geometry: Mapping[str, Any]) -> dict[str
         "motion": _motion(inputs),
         "latent": _latent(inputs),
     }
+    state = _reference_state(inputs, summary["maps"]["deformed"]["resolution_0143_a"])
+    if state is not None:
+        summary["reference_state"] = state
     if inputs.negative_control is not None:
         control = inputs.negative_control
         summary["negative_control"] = {

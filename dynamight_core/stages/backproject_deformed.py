@@ -38,6 +38,13 @@ def add_deformed_inputs(parser: argparse.ArgumentParser) -> None:
         "this half set's inverse network (fit-inverse), for --method inverse",
         default=None,
     )
+    add_file_argument(
+        parser,
+        "--consensus-fit",
+        "this half set's consensus fit before VAE training (warmup), for --reference "
+        "consensus_fit and the report's state agreement",
+        default=None,
+    )
     add_run_argument(
         parser,
         "--shuffle-latents-seed",
@@ -54,7 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_section_arguments(
         parser,
         "deformed",
-        only=("method", "control_grid", "shards", "batch_size", "checkpoint_every"),
+        only=("method", "reference", "control_grid", "shards", "batch_size", "checkpoint_every"),
     )
     add_run_argument(parser, "--shard", "which shard (1 .. shards)", type=int, default=1)
     add_checkpoint_argument(parser)
@@ -105,7 +112,15 @@ def run(args: argparse.Namespace) -> None:
     )
     settings = {
         key: getattr(args, key)
-        for key in ("method", "control_grid", "shards", "shard", "half", "shuffle_latents_seed")
+        for key in (
+            "method",
+            "reference",
+            "control_grid",
+            "shards",
+            "shard",
+            "half",
+            "shuffle_latents_seed",
+        )
     }
     checkpointer = stage_checkpointer(
         args,
@@ -117,6 +132,7 @@ def run(args: argparse.Namespace) -> None:
             "model": args.model,
             "latents": args.latents,
             "inverse_model": args.inverse_model,
+            "consensus_fit": args.consensus_fit,
         },
         args.checkpoint_every,
     )

@@ -129,6 +129,7 @@ def deformed_geometry(
     if vae.half != args.half:
         raise InputError(args.model, "half", f"a model of half set {args.half}", str(vae.half))
     table = read_latent_table(args.latents, rows)
+    real_latents = table.latents
     if args.shuffle_latents_seed is not None:
         logger.info(
             "null control: each particle takes a random other particle's latent (seed %d)",
@@ -153,7 +154,73 @@ def deformed_geometry(
             )
         inverse.requires_grad_(False)
     model = vae.model.requires_grad_(False)
+    reference = half_reference_state(args, model, real_latents)
     geometry = half_set_geometry(
-        BatchReader(particles, source, device), model, latents, inverse, args.control_grid
+        BatchReader(particles, source, device),
+        model,
+        latents,
+        inverse,
+        args.control_grid,
+        reference,
     )
     return rows, geometry
+
+
+def half_reference_state(args: argparse.Namespace, model: Any, latents: torch.Tensor) -> Any:
+    """The state the half's maps are reconstructed in (``--reference``, default trained).
+
+    ``latents``: `(P, L)` the half's real latents (before any null-control shuffle).
+    ``--consensus-fit`` (the half's warm-up model) must hold the model's Gaussians.
+    """
+    from dynamight_core.models.gaussians import load_gaussian_model
+    from dynamight_core.reconstruct.reference_state import reference_state
+
+    kind = getattr(args, "reference", "trained")
+    fit_a = model.consensus.positions_a().detach()
+    fit_path = getattr(args, "consensus_fit", None)
+    if fit_path:
+        fit, _ = load_gaussian_model(fit_path)
+        if fit.n_gaussians != model.consensus.n_gaussians:
+            raise InputError(
+                fit_path,
+                "n_gaussians",
+                f"the {model.consensus.n_gaussians} Gaussians of {args.model}",
+                str(fit.n_gaussians),
+                "Pass the warm-up model this half's VAE was trained from.",
+            )
+        if abs(fit.box_a - model.consensus.box_a) > 1e-3 * model.consensus.box_a:
+            raise InputError(
+                fit_path,
+                "box",
+                f"{model.consensus.box_a:.3f} Å as {args.model}",
+                f"{fit.box_a:.3f} Å",
+            )
+        fit_a = fit.positions_a().detach()
+    elif kind == "consensus_fit":
+        raise InputError(
+            "--consensus-fit",
+            "file",
+            "the half's warm-up model (gaussians/warmup_half{h}.pt)",
+            "none given",
+            "deformed.reference consensus_fit needs it",
+        )
+    state = reference_state(kind, model, latents, fit_a, args.control_grid)
+    logger.info(
+        "reference state %s: trained consensus %.2f Å RMS from the consensus fit, mean "
+        "deformed state %.2f Å, map state %.2f Å from the trained consensus",
+        kind,
+        *drift_values(state),
+    )
+    return state
+
+
+def drift_values(state: Any) -> tuple[float, float, float]:
+    """The three RMS distances of :func:`~dynamight_core.reconstruct.reference_state.drift_a`."""
+    from dynamight_core.reconstruct.reference_state import drift_a
+
+    drift = drift_a(state)
+    return (
+        drift["trained_from_fit_rms_a"],
+        drift["mean_from_fit_rms_a"],
+        drift["reference_from_trained_rms_a"],
+    )

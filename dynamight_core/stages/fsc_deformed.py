@@ -44,6 +44,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "[config: inputs.reference_state]",
         default=None,
     )
+    add_file_argument(
+        parser,
+        "--reference-states",
+        "the state each half map is in (solve-deformed's reference_state.pt), for their agreement",
+        nargs=2,
+        default=None,
+    )
     add_file_argument(parser, "--out-full", "deformed full map: the mean of the halves (MRC)")
     add_file_argument(parser, "--out-tsv", "FSC curves, one row per shell (TSV)")
     add_file_argument(parser, "--out-json", "resolutions and FSC areas (JSON)")
@@ -126,6 +133,8 @@ def run(args: argparse.Namespace) -> None:
         per_iteration.append(row)
         logger.info("iteration %d: %s", number, row)
     summary["iterations"] = per_iteration
+    if args.reference_states:
+        summary["reference_states"] = reference_agreement(args.reference_states)
     resolution = fsc(full, full, pixel).resolution_a
     table = pd.DataFrame({"resolution_a": resolution, **curves})
     with atomic_path(args.out_tsv) as tmp:
@@ -146,4 +155,54 @@ def run(args: argparse.Namespace) -> None:
             )
         lines.append(text)
         logger.info(text)
+    if args.reference_states:
+        states = summary["reference_states"]
+        assert isinstance(states, dict)
+        text = (
+            f"reference state ({states['reference']}): the half maps' states are "
+            f"{states['disagreement']['rms_a']:.2f} Å RMS apart after superposition "
+            f"(mean deformed states {states['mean_disagreement']['rms_a']:.2f} Å)"
+        )
+        lines.append(text)
+        logger.info(text)
     write_text_atomic(args.out_summary, "\n".join(lines) + "\n")
+
+
+def reference_agreement(paths: list[str]) -> dict[str, object]:
+    """The two half maps' reference states: kind, disagreement (Å) and each half's drift.
+
+    Raises
+    ------
+    InputError
+        When a file is not a reference state, both are of one half, or they were made with
+        different ``deformed.reference`` settings.
+    """
+    import torch
+
+    from dynamight_core.errors import InputError
+    from dynamight_core.reconstruct.reference_state import (
+        STATE_KIND,
+        ReferenceState,
+        drift_a,
+        state_disagreement,
+    )
+
+    states, halves = [], []
+    for path in paths:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(payload, dict) or payload.get("kind") != STATE_KIND:
+            raise InputError(path, "kind", "a reference state from solve-deformed", "another file")
+        states.append(ReferenceState.from_state(payload))
+        halves.append(payload.get("half"))
+    if halves != [1, 2]:
+        raise InputError(paths[1], "half", "half set 1 then half set 2", f"halves {halves}")
+    if states[0].kind != states[1].kind:
+        raise InputError(paths[1], "reference", f"{states[0].kind} (as {paths[0]})", states[1].kind)
+    return {
+        "reference": states[0].kind,
+        "disagreement": state_disagreement(states[0], states[1], "reference"),
+        "mean_disagreement": state_disagreement(states[0], states[1], "mean"),
+        "drift": {
+            f"half{half}": drift_a(state) for half, state in zip(halves, states, strict=True)
+        },
+    }

@@ -51,6 +51,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_file_argument(parser, "--movie-json", "each half set's movie record (JSON)", nargs=2)
     add_file_argument(parser, "--maps-json", "each half set's maps along PC1 (JSON)", nargs=2)
     add_file_argument(parser, "--fsc-deformed-png", "comparison with references (PNG)")
+    add_file_argument(
+        parser,
+        "--fsc-deformed-json",
+        "fsc-deformed's numbers: the half maps' reference states and their agreement",
+        default=None,
+    )
     add_file_argument(parser, "--provenance", "the run's provenance record (JSON)")
     add_file_argument(parser, "--mask", "the mask every masked number used (MRC)")
     add_file_argument(
@@ -59,7 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "summary.json of a run on data without motion [config: report.negative_control]",
         default=None,
     )
-    add_section_arguments(parser, "report", only=("significance_z",))
+    add_section_arguments(parser, "report", only=("significance_z", "state_disagreement_fraction"))
     add_file_argument(parser, "--out-html", "the report (HTML, self-contained)")
     add_file_argument(parser, "--out-summary", "the report's numbers (JSON)")
     add_file_argument(parser, "--out-gain-png", "corrected masked FSC of every map (PNG)")
@@ -153,6 +159,12 @@ def run(args: argparse.Namespace) -> None:
         significance_z=args.significance_z,
         negative_control=negative,
         atomic_model=provenance.get("config", {}).get("inputs", {}).get("atomic_model"),
+        reference_states=(
+            _read_json(args.fsc_deformed_json).get("reference_states")
+            if args.fsc_deformed_json
+            else None
+        ),
+        state_disagreement_fraction=args.state_disagreement_fraction,
     )
     inputs = replace(inputs, region_local_resolution=_region_local_resolution(args))
     mask = read_volume(args.mask)

@@ -31,20 +31,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_section_arguments(
         parser,
         "deformed",
-        only=("method", "control_grid", "batch_size", "iterations", "tau2_fudge"),
+        only=("method", "reference", "control_grid", "batch_size", "iterations", "tau2_fudge"),
     )
     add_checkpoint_argument(parser)
     add_file_argument(parser, "--out-map", "the half map (MRC)")
+    add_file_argument(
+        parser,
+        "--out-reference",
+        "the state the map is in: reference, trained, consensus-fit and mean pseudo-atom "
+        "positions (.pt)",
+        default=None,
+    )
     add_file_argument(parser, "--out-history", "objective and residual per iteration (TSV)")
     add_file_argument(parser, "--out-iterations", "the masked map after every iteration (.pt)")
     add_compute_arguments(parser)
 
 
-def _read_sums(paths: list[str], device: object, shuffle_seed: int | None) -> object:
+def _read_sums(
+    paths: list[str], device: object, shuffle_seed: int | None, reference: str
+) -> object:
     """The sums of every shard, added; fails naming a file that is not a shard's sums.
 
     Each shard must have been made with the same latents: shuffled with ``shuffle_seed``
-    (the null control) or not shuffled (``None``).
+    (the null control) or not shuffled (``None``), and in the same ``reference`` state.
     """
     import torch
 
@@ -65,6 +74,16 @@ def _read_sums(paths: list[str], device: object, shuffle_seed: int | None) -> ob
                 str(shuffle_seed),
                 str(made_with),
                 "The null control's sums and the real run's must not be mixed.",
+            )
+        made_in = payload.get("settings", {}).get("reference", "trained")
+        if made_in != reference:
+            raise InputError(
+                path,
+                "settings.reference",
+                reference,
+                str(made_in),
+                "Sums made in another reference state must not be mixed; run "
+                "backproject-deformed again with this deformed.reference.",
             )
         sums = DeformedSums.from_state(payload["sums"], device)  # type: ignore[arg-type]
         try:
@@ -98,7 +117,7 @@ def run(args: argparse.Namespace) -> None:
     device = compute_device(args)
     source = ImageSource(particles)
     rows, geometry = deformed_geometry(args, particles, source, device)
-    sums = _read_sums(args.sums, device, args.shuffle_latents_seed)
+    sums = _read_sums(args.sums, device, args.shuffle_latents_seed, args.reference)
     assert isinstance(sums, DeformedSums)
     support = geometry.projector.support
     if not np.array_equal(np.sort(sums.rows), rows):
@@ -118,6 +137,7 @@ def run(args: argparse.Namespace) -> None:
         key: getattr(args, key)
         for key in (
             "method",
+            "reference",
             "control_grid",
             "iterations",
             "tau2_fudge",
@@ -133,6 +153,7 @@ def run(args: argparse.Namespace) -> None:
             "model": args.model,
             "latents": args.latents,
             "inverse_model": args.inverse_model,
+            "consensus_fit": args.consensus_fit,
             **{f"sums_{i}": path for i, path in enumerate(args.sums)},
         },
     )
@@ -157,5 +178,10 @@ def run(args: argparse.Namespace) -> None:
     table["quarter_fsc_mean"] = float(np.mean(start.quarter_fsc[1:]))
     with atomic_path(args.out_history) as tmp:
         table.to_csv(tmp, sep="\t", index=False, float_format="%.8g")
+    if args.out_reference:
+        reference = geometry.reference
+        assert reference is not None
+        with atomic_path(args.out_reference) as tmp:
+            torch.save({**reference.state(), "half": args.half}, tmp)
     if checkpointer:
         checkpointer.clear()

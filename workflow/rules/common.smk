@@ -222,6 +222,8 @@ def final_outputs():
         *expand(f"{OUT}/vae/half{{half}}/latents.csv", half=HALVES),
         f"{OUT}/vae/deformation_error.json",
         f"{OUT}/deformed/fsc.json",
+        f"{OUT}/latent/alignment.json",
+        *([f"{OUT}/states/fsc.json"] if CFG["explore"]["state_percentiles"] else []),
         f"{OUT}/provenance.json",
         f"{OUT}/report.html",
         f"{OUT}/summary.json",
@@ -244,6 +246,13 @@ def stage_records():
         f"{RECORDS}/fsc_consensus.json",
         f"{RECORDS}/deformation_error.json",
         f"{RECORDS}/fsc_deformed.json",
+        f"{RECORDS}/align_halves.json",
+        *(
+            [f"{RECORDS}/fsc_states.json"]
+            + [f"{RECORDS}/state_maps_half{half}.json" for half in HALVES]
+            if CFG["explore"]["state_percentiles"]
+            else []
+        ),
         f"{RECORDS}/local_resolution.json",
         *([] if INPUTS["mask"] else [f"{RECORDS}/make_mask.json"]),
         *(

@@ -44,6 +44,7 @@ rule backproject_deformed:
         model=f"{OUT}/vae/half{{half}}/model.pt",
         latents=f"{OUT}/vae/half{{half}}/latents.csv",
         inverse=inverse_model,
+        consensus_fit=f"{OUT}/gaussians/warmup_half{{half}}.pt",
     output:
         sums=f"{OUT}/{{run}}/half{{half}}/shard{{shard}}.pt",
         record=f"{RECORDS}/backproject_{{run}}_half{{half}}_shard{{shard}}.json",
@@ -62,6 +63,7 @@ rule backproject_deformed:
             "deformed",
             only=(
                 "method",
+                "reference",
                 "control_grid",
                 "shards",
                 "batch_size",
@@ -78,6 +80,7 @@ rule backproject_deformed:
             "python -m dynamight_core backproject-deformed --star {input.star}"
             " {params.project_root} --halves {input.halves} --half {wildcards.half}"
             " --model {input.model} --latents {input.latents} {params.inverse} {params.null}"
+            " --consensus-fit {input.consensus_fit:q}"
             " {params.settings} --shard {wildcards.shard}"
             " --checkpoint-dir {params.checkpoint_dir} --threads {threads}"
             " --out-sums {output.sums} --record {output.record} > {log} 2>&1"
@@ -92,6 +95,7 @@ rule solve_deformed:
         model=f"{OUT}/vae/half{{half}}/model.pt",
         latents=f"{OUT}/vae/half{{half}}/latents.csv",
         inverse=inverse_model,
+        consensus_fit=f"{OUT}/gaussians/warmup_half{{half}}.pt",
         sums=expand(
             f"{OUT}/{{{{run}}}}/half{{{{half}}}}/shard{{shard}}.pt", shard=SHARDS
         ),
@@ -99,6 +103,7 @@ rule solve_deformed:
         map=f"{OUT}/{{run}}/half{{half}}.mrc",
         history=f"{OUT}/{{run}}/half{{half}}/solve.tsv",
         iterations=f"{OUT}/{{run}}/half{{half}}/iterations.pt",
+        reference=f"{OUT}/{{run}}/half{{half}}/reference_state.pt",
         record=f"{RECORDS}/solve_{{run}}_half{{half}}.json",
     log:
         f"{LOGS}/solve_{{run}}_half{{half}}.log",
@@ -113,7 +118,14 @@ rule solve_deformed:
         bad_input=bad_input_mark("solve_deformed"),
         settings=flags(
             "deformed",
-            only=("method", "control_grid", "batch_size", "iterations", "tau2_fudge"),
+            only=(
+                "method",
+                "reference",
+                "control_grid",
+                "batch_size",
+                "iterations",
+                "tau2_fudge",
+            ),
         ),
         project_root=optional_flag("project-root", INPUTS["project_root"]),
         inverse=inverse_flag,
@@ -125,10 +137,11 @@ rule solve_deformed:
             "python -m dynamight_core solve-deformed --star {input.star}"
             " {params.project_root} --halves {input.halves} --half {wildcards.half}"
             " --model {input.model} --latents {input.latents} {params.inverse} {params.null}"
-            " --sums {input.sums} {params.settings}"
+            " --sums {input.sums} --consensus-fit {input.consensus_fit:q} {params.settings}"
             " --checkpoint-dir {params.checkpoint_dir} --threads {threads}"
             " --out-map {output.map} --out-history {output.history}"
-            " --out-iterations {output.iterations} --record {output.record} > {log} 2>&1"
+            " --out-iterations {output.iterations} --out-reference {output.reference:q}"
+            " --record {output.record} > {log} 2>&1"
         )
 
 
@@ -136,6 +149,7 @@ rule fsc_deformed:
     input:
         halves=expand(f"{OUT}/deformed/half{{half}}.mrc", half=HALVES),
         iterations=expand(f"{OUT}/deformed/half{{half}}/iterations.pt", half=HALVES),
+        states=expand(f"{OUT}/deformed/half{{half}}/reference_state.pt", half=HALVES),
         consensus=expand(f"{OUT}/consensus/half{{half}}.mrc", half=HALVES),
         consensus_full=f"{OUT}/consensus/full.mrc",
         mask=MASK,
@@ -168,7 +182,8 @@ rule fsc_deformed:
     shell:
         unless_bad_input(
             "python -m dynamight_core fsc-deformed --half-maps {input.halves}"
-            " --iterations {input.iterations} --consensus-half-maps {input.consensus}"
+            " --iterations {input.iterations} --reference-states {input.states:q}"
+            " --consensus-half-maps {input.consensus}"
             " --consensus-full {input.consensus_full} --mask {input.mask} {params.reference}"
             " {params.state}"
             " --out-full {output.full} --out-tsv {output.tsv} --out-json {output.json}"

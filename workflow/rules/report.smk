@@ -54,6 +54,7 @@ rule report:
         movie_json=expand(f"{OUT}/explore/half{{half}}/movie/movie.json", half=HALVES),
         maps_json=expand(f"{OUT}/explore/half{{half}}/pc1/maps.json", half=HALVES),
         fsc_png=f"{OUT}/deformed/fsc.png",
+        fsc_json=f"{OUT}/deformed/fsc.json",
         provenance=f"{OUT}/provenance.json",
         mask=MASK,
         negative=optional_inputs(CFG["report"]["negative_control"]),
@@ -72,7 +73,7 @@ rule report:
         "../../envs/dynamight.yaml"
     params:
         negative=optional_flag("negative-control", CFG["report"]["negative_control"]),
-        settings=flags("report", only=("significance_z",)),
+        settings=flags("report", only=("significance_z", "state_disagreement_fraction")),
     shell:
         "python -m dynamight_core report --postprocess-json {input.postprocess_json}"
         " --postprocess-png {input.postprocess_png} --postprocess-tsv {input.postprocess_tsv}"
@@ -83,7 +84,8 @@ rule report:
         " --latent-png {input.latent_png} --displacement-png {input.displacement_png}"
         " --training-png {input.training_png} --movie-gif {input.movie_gif}"
         " --movie-json {input.movie_json} --maps-json {input.maps_json}"
-        " --fsc-deformed-png {input.fsc_png} --provenance {input.provenance}"
+        " --fsc-deformed-png {input.fsc_png} --fsc-deformed-json {input.fsc_json:q}"
+        " --provenance {input.provenance}"
         " --mask {input.mask} {params.negative} {params.settings}"
         " --out-html {output.html} --out-summary {output.summary}"
         " --out-gain-png {output.gain} --out-text {output.text} > {log} 2>&1"

@@ -1,0 +1,92 @@
+"""One orientation of a latent direction across the two half sets.
+
+Each half set's latent space is its own: the sign of its first principal component is
+arbitrary, so "the 5th percentile of PC1" is one end of the motion in one half and the
+other end in the other. The halves share the consensus frame, though: each direction can
+be decoded into a displacement field on the pseudo-atoms, and two fields of the same
+motion agree in sign. :func:`align_directions` compares the fields on common points (both
+halves' pseudo-atoms, each field carried there by
+:func:`~dynamight_core.geometry.scattered.kernel_interpolate`) and returns the sign that
+makes half 2's direction agree with half 1's.
+
+What crosses between the halves is that one sign, decided from the decoded motion, never
+from images: no half's map or latent values change with the other half's data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from dynamight_core.geometry.scattered import kernel_interpolate
+
+# below this |correlation| the two directions are not the same motion: no alignment
+MIN_AGREEMENT = 0.3
+
+
+@dataclass(frozen=True)
+class DirectionAlignment:
+    """How half 2's latent direction relates to half 1's.
+
+    Attributes
+    ----------
+    component
+        The principal component compared (0 for PC1).
+    sign
+        +1 or -1: multiply half 2's scores on that component by it to match half 1's.
+    correlation
+        Cosine between the two halves' displacement fields on common points, after the
+        sign (in [0, 1]; near 1: the same motion).
+    aligned
+        Whether ``correlation`` reaches :data:`MIN_AGREEMENT`.
+    """
+
+    component: int
+    sign: int
+    correlation: float
+    aligned: bool
+
+    def record(self) -> dict[str, object]:
+        """JSON-ready fields."""
+        return asdict(self)
+
+
+def field_correlation(
+    points: tuple[np.ndarray, np.ndarray],
+    fields: tuple[np.ndarray, np.ndarray],
+    width_a: float,
+) -> float:
+    """Cosine between two displacement fields known on two point sets (signed).
+
+    Parameters
+    ----------
+    points
+        `(N1, 3)` and `(N2, 3)`: where each half's field is known (Å).
+    fields
+        `(N1, 3)` and `(N2, 3)`: the displacements there (Å).
+    width_a
+        Kernel width carrying each field to the other's points (Å).
+    """
+    common = torch.from_numpy(np.concatenate(points).astype(np.float64))
+    carried = [
+        kernel_interpolate(common, torch.from_numpy(where), torch.from_numpy(values), width_a)
+        for where, values in zip(points, fields, strict=True)
+    ]
+    one, two = (values.numpy().ravel() for values in carried)
+    norm = float(np.linalg.norm(one) * np.linalg.norm(two))
+    return float(one @ two / norm) if norm > 0 else 0.0
+
+
+def align_directions(
+    points: tuple[np.ndarray, np.ndarray],
+    fields: tuple[np.ndarray, np.ndarray],
+    width_a: float,
+    component: int = 0,
+) -> DirectionAlignment:
+    """The sign that orients half 2's direction as half 1's, and how well they agree."""
+    correlation = field_correlation(points, fields, width_a)
+    sign = 1 if correlation >= 0 else -1
+    agreement = abs(correlation)
+    return DirectionAlignment(component, sign, round(agreement, 4), agreement >= MIN_AGREEMENT)

@@ -1,0 +1,190 @@
+"""The reference state of the deformed maps (issue 28): one conformation for both halves.
+
+Known truth: a consensus that training moved by a known offset, particles that all sit in
+the consensus fit's state, rigid and non-rigid differences between two halves' states.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dynamight_core.errors import InputError
+from dynamight_core.geometry.scattered import kernel_interpolate
+from dynamight_core.models.decoder import DisplacementDecoder
+from dynamight_core.models.deformation import DeformationModel
+from dynamight_core.models.encoder import ImageEncoder
+from dynamight_core.models.gaussians import GaussianModel
+from dynamight_core.reconstruct.deformed_projector import ControlGrid
+from dynamight_core.reconstruct.reference_state import (
+    ReferenceState,
+    drift_a,
+    mean_positions_a,
+    reference_state,
+    state_disagreement,
+)
+
+BOX, PIXEL = 32, 2.0
+BOX_A = BOX * PIXEL
+
+
+def _rotation(axis: int, degrees: float) -> torch.Tensor:
+    """`(3, 3)` rotation by ``degrees`` about coordinate ``axis``."""
+    c, s = math.cos(math.radians(degrees)), math.sin(math.radians(degrees))
+    i, j = [k for k in range(3) if k != axis]
+    rotation = torch.eye(3)
+    rotation[i, i], rotation[i, j], rotation[j, i], rotation[j, j] = c, -s, s, c
+    return rotation
+
+
+def _cloud(n: int = 300, seed: int = 0) -> torch.Tensor:
+    """`(n, 3)` pseudo-atoms (Å) in a ball of 18 Å."""
+    generator = torch.Generator().manual_seed(seed)
+    points = torch.randn(n, 3, generator=generator)
+    return 18.0 * points / points.norm(dim=1, keepdim=True) * torch.rand(n, 1, generator=generator)
+
+
+def _state(
+    kind: str, consensus: torch.Tensor, fit: torch.Tensor, mean: torch.Tensor
+) -> ReferenceState:
+    reference = {"consensus_fit": fit, "mean": mean, "trained": consensus}[kind]
+    return ReferenceState(kind, reference, consensus, fit, mean, BOX_A, 3.0)
+
+
+def test_kernel_interpolation_keeps_constants_and_extends_the_nearest_values() -> None:
+    sites = _cloud()
+    values = torch.tensor([[1.0, -2.0, 0.5]]).expand(len(sites), 3)
+    points = torch.rand(50, 3) * 40 - 20
+    assert torch.allclose(kernel_interpolate(points, sites, values, 3.0).float(), values[:50])
+    # far from every site, a point takes the nearest site's value (no decay to zero)
+    two = torch.tensor([[0.0, 0.0, 0.0], [10.0, 0.0, 0.0]])
+    far = kernel_interpolate(
+        torch.tensor([[40.0, 0.0, 0.0]]), two, torch.tensor([[0.0], [1.0]]), 2.0
+    )
+    assert float(far) == pytest.approx(1.0)
+
+
+def test_trained_reference_is_the_decoder_field_itself() -> None:
+    cloud = _cloud()
+    state = _state("trained", cloud, cloud + 1.0, cloud)
+
+    def base(latents: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+        return latents[:, None, :3] + 0 * points[None]
+
+    assert state.field(base) is base
+
+
+def test_a_drifted_consensus_is_brought_back_to_the_consensus_fit() -> None:
+    """Training moved the consensus by ``s`` and the decoder learned ``-s``: every particle
+    is in the fit's state. With the consensus fit as reference the map's field vanishes
+    there (the map is in the particles' state); with the trained consensus it is ``-s``."""
+    fit = _cloud()
+    drift = torch.tensor([1.2, -0.6, 0.3])  # Å
+    consensus = fit + drift
+
+    def decoder(latents: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+        return (-drift / BOX_A).expand(latents.shape[0], points.shape[0], 3)
+
+    latents = torch.randn(5, 4)
+    nodes = ControlGrid(BOX, 9).nodes
+    inside = (nodes * BOX_A).norm(dim=1) < 15.0
+    for kind, expected in (("consensus_fit", torch.zeros(3)), ("trained", -drift)):
+        state = _state(kind, consensus, fit, fit)
+        field = state.field(decoder)(latents, nodes) * BOX_A
+        assert torch.allclose(field[:, inside], expected.expand_as(field[:, inside]), atol=1e-4)
+
+
+def test_a_rotated_consensus_is_undone_pointwise() -> None:
+    """A non-uniform drift (a small rotation of the consensus): the offset field follows it
+    inside the molecule to a small fraction of the drift."""
+    fit = _cloud(600)
+    angle = math.radians(3.0)
+    rotation = torch.tensor(
+        [
+            [math.cos(angle), -math.sin(angle), 0.0],
+            [math.sin(angle), math.cos(angle), 0.0],
+            [0, 0, 1],
+        ]
+    )
+    consensus = fit @ rotation.T
+    state = _state("consensus_fit", consensus, fit, fit)
+    probe = _cloud(200, seed=1) * 0.7
+    offset = state.offsets(probe / BOX_A) * BOX_A
+    truth = probe @ rotation.T - probe
+    error = (offset - truth).norm(dim=1)
+    assert float(error.mean()) < 0.1 * float(truth.norm(dim=1).mean())
+
+
+def _model(positions_a: torch.Tensor) -> DeformationModel:
+    masses = torch.ones(len(positions_a))
+    consensus = GaussianModel(positions_a, masses, torch.tensor([3.0]), BOX, PIXEL)
+    decoder = DisplacementDecoder(4, BOX, n_frequencies=3, width=16, n_layers=2)
+    torch.nn.init.normal_(decoder.output.weight, std=0.01)
+    return DeformationModel(consensus, ImageEncoder(16, 4, 8.0), decoder)
+
+
+def test_mean_state_is_the_mean_of_the_decoded_positions() -> None:
+    model = _model(_cloud(100))
+    latents = torch.randn(70, 4)
+    with torch.no_grad():
+        expected = model.deformed_positions_a(latents).double().mean(dim=0).float()
+    assert torch.allclose(mean_positions_a(model, latents, batch_size=16), expected, atol=1e-5)
+    state = reference_state("mean", model, latents, model.consensus.positions_a().detach(), 16)
+    assert torch.equal(state.reference_a, state.mean_a)
+    assert drift_a(state)["trained_from_fit_rms_a"] == 0.0
+
+
+def test_unknown_reference_is_refused() -> None:
+    model = _model(_cloud(20))
+    with pytest.raises(ValueError, match="consensus_fit"):
+        reference_state("middle", model, torch.zeros(3, 4), model.consensus.positions_a(), 16)
+
+
+def test_disagreement_ignores_rigid_motion_and_measures_a_domain_shift() -> None:
+    fit_one, fit_two = _cloud(400, seed=2), _cloud(400, seed=3)
+    # half 1 in its fit's state; half 2's reference turned rigidly as a whole: no disagreement
+    one = _state("consensus_fit", fit_one, fit_one, fit_one)
+    angle = math.radians(4.0)
+    rotation = torch.tensor(
+        [
+            [1.0, 0.0, 0.0],
+            [0.0, math.cos(angle), -math.sin(angle)],
+            [0.0, math.sin(angle), math.cos(angle)],
+        ]
+    )
+    turned = fit_two @ rotation.T + torch.tensor([0.5, 0.0, -0.3])
+    two = _state("mean", fit_two, fit_two, turned)
+    rigid = state_disagreement(one, two, "mean")
+    assert rigid["rms_a"] < 0.05 and rigid["rms_unsuperposed_a"] > 0.5
+    # half 2's mean state has one domain (x > 5 Å) moved by 1 Å: the RMS sees it
+    domain = torch.where(fit_two[:, :1] > 5.0, torch.tensor([[0.0, 1.0, 0.0]]), torch.zeros(1, 3))
+    shifted = _state("mean", fit_two, fit_two, fit_two + domain)
+    apart = state_disagreement(one, shifted, "mean")
+    assert 0.1 < apart["rms_a"] < 1.0 and apart["max_a"] > 0.6
+
+
+def test_fsc_deformed_refuses_mismatched_reference_states(tmp_path: Path) -> None:
+    from dynamight_core.stages.fsc_deformed import reference_agreement
+
+    cloud = _cloud(50)
+    paths = []
+    for half, kind in ((1, "consensus_fit"), (2, "mean"), (1, "consensus_fit")):
+        path = tmp_path / f"state_{len(paths)}.pt"
+        torch.save({**_state(kind, cloud, cloud, cloud).state(), "half": half}, path)
+        paths.append(str(path))
+    with pytest.raises(InputError, match="reference"):
+        reference_agreement(paths[:2])
+    with pytest.raises(InputError, match="half"):
+        reference_agreement([paths[0], paths[2]])
+    torch.save({"kind": "other"}, tmp_path / "other.pt")
+    with pytest.raises(InputError, match="kind"):
+        reference_agreement([str(tmp_path / "other.pt"), paths[1]])
+    good = tmp_path / "two.pt"
+    torch.save({**_state("consensus_fit", cloud, cloud, cloud).state(), "half": 2}, good)
+    result = reference_agreement([paths[0], str(good)])
+    assert result["disagreement"]["rms_a"] == pytest.approx(0.0, abs=1e-6)
+    assert np.isfinite(result["mean_disagreement"]["max_a"])
