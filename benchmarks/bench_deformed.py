@@ -30,6 +30,20 @@ twice its standard deviation over the seeds; the gain over the consensus is larg
 the moving-domain mask. Until the workflow writes deformed maps, the benchmark says so,
 scores the rest, and leaves the acceptance unevaluated.
 
+One conformation (issue 28; ``state_scores.py``): each map is also scored against the true
+maps on a grid of 21 hinge angles (-20° to +20°), and the state it matches best is
+recorded, for each deformed half map and the consensus; the half maps' own masked FSC area
+(molecule mask, amplitudes flattened, phase randomisation) for the deformed and the
+consensus pairs; the report's answer to "is the map better?" (``summary.json``); and, when
+the workflow made state maps (``explore.state_percentiles``), each state map and the
+consensus against the truth of that state (the median true angle of the particles within
+2.5 percentiles of the state on their half's aligned PC1). Its checks: both deformed half
+maps and the consensus match the same true state in every seed; the deformed half-map area
+exceeds the consensus's in every seed and on average by more than its standard deviation
+over the seeds; the report's answer agrees with the comparison to the truth; every state
+map beats the consensus; and, with ``--baseline`` (an earlier ``deformed_summary.json``),
+the deformed maps' area with the truth does not fall on average.
+
 ``BENCH_DEFORMED_NO_MOTION=1`` (or ``--no-motion``) also runs the negative control: the same
 mid state without motion, where the deformed map should match the consensus.
 
@@ -65,6 +79,7 @@ from deformed_data import (
     DomainMotionDataset,
     write_domain_motion_dataset,
 )
+from state_scores import amplitude_matched, read_pair, score_pairs, score_states
 
 from dynamight_core.metrics.fsc import FscCurve, fsc
 
@@ -83,6 +98,8 @@ SCORED = (*MASKS, "unmasked", "molecule_raw")
 MAPS = ("deformed", "deformed_full", "consensus_halves", "consensus_full", "cryodrgn")
 SEEDED_SECTIONS = ("split", "gaussians", "warmup", "vae")
 DEFORMED = ("half1", "half2")
+# maps whose best-matching true state must agree (issue 28)
+BEST_STATE_MAPS = (("deformed", "half1"), ("deformed", "half2"), ("consensus", "average"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -114,6 +131,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--work", type=Path, default=Path(env("BENCH_DEFORMED_WORK", OUT / "deformed_runs"))
     )
     parser.add_argument("--out", type=Path, default=Path(env("BENCH_DEFORMED_OUT", OUT)))
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=env("BENCH_DEFORMED_BASELINE"),
+        help="an earlier deformed_summary.json whose deformed maps' FSC area with the truth "
+        "this run must not fall below (issue 28)",
+    )
     return parser.parse_args(argv)
 
 
@@ -285,25 +309,6 @@ def maps_of(out: Path, cryodrgn_full: np.ndarray) -> dict[str, np.ndarray]:
     return maps
 
 
-def amplitude_matched(volume: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """``volume`` with each Fourier shell scaled to the truth's amplitude.
-
-    The unmasked FSC ignores any per-shell factor; a mask mixes neighbouring shells, so a
-    Wiener-filtered map (ours, damped where its SNR is low) would score below an unfiltered
-    one (cryoDRGN's) for its filter alone. Matching every map's shells to the truth first
-    makes the masked FSC, like the unmasked one, blind to the filter.
-    """
-    box = volume.shape[0]
-    axis = np.fft.fftfreq(box) * box
-    radius = np.sqrt(axis[:, None, None] ** 2 + axis[None, :, None] ** 2 + axis[None, None, :] ** 2)
-    shells = np.round(radius).astype(int).ravel()
-    spectrum, reference = np.fft.fftn(volume), np.fft.fftn(truth)
-    power = np.bincount(shells, np.abs(spectrum.ravel()) ** 2)
-    target = np.bincount(shells, np.abs(reference.ravel()) ** 2)
-    gain = np.sqrt(target / np.maximum(power, 1e-300))
-    return np.fft.ifftn(spectrum * gain[shells].reshape(spectrum.shape)).real
-
-
 def masked_curves(
     volume: np.ndarray, truth: np.ndarray, masks: dict[str, np.ndarray]
 ) -> dict[str, FscCurve]:
@@ -416,6 +421,81 @@ def aggregate(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float
     return table
 
 
+def conformation_scores(out: Path, data: DomainMotionDataset) -> dict[str, Any]:
+    """Which true state each deformed half map shows, the half maps' own masked FSC, the
+    report's answer, and the state maps (when the run made them)."""
+    pairs = {"deformed": read_pair(out / "deformed"), "consensus": read_pair(out / "consensus")}
+    scores = score_pairs(pairs, data)
+    summary_path = out / "summary.json"
+    if summary_path.exists():
+        report = json.loads(summary_path.read_text())
+        scores["report"] = {
+            "map_better": report["gain"]["map_better"],
+            "over_consensus": report["gain"]["over_consensus"],
+            "reference_state": report.get("reference_state"),
+        }
+    if (out / "states" / "fsc.json").exists():
+        scores["states"] = score_states(out, data)
+    return scores
+
+
+def conformation_checks(runs: list[dict[str, Any]], baseline: Path | None) -> dict[str, Any]:
+    """Issue 28's acceptance over the seeds (see the module docstring)."""
+    per_seed = [run["conformation"] for run in runs]
+    best = [[c[label][part]["best_state_deg"] for label, part in BEST_STATE_MAPS] for c in per_seed]
+    gain = np.array(
+        [
+            c["deformed"]["half_map_masked_area"] - c["consensus"]["half_map_masked_area"]
+            for c in per_seed
+        ]
+    )
+    truth_better = [
+        run["scores"]["deformed"]["area_molecule"]
+        > max(
+            run["scores"]["consensus_halves"]["area_molecule"],
+            run["scores"]["consensus_full"]["area_molecule"],
+        )
+        for run in runs
+    ]
+    checks: dict[str, Any] = {
+        "same_state_every_seed": all(len(set(states)) == 1 for states in best),
+        "half_map_gain_above_spread": bool(
+            gain.min() > 0 and (len(gain) < 2 or gain.mean() > gain.std(ddof=1))
+        ),
+        "report_agrees_with_truth": all(
+            "report" in c and c["report"]["map_better"] == better
+            for c, better in zip(per_seed, truth_better, strict=True)
+        ),
+    }
+    if all("states" in c for c in per_seed):
+        checks["state_maps_beat_consensus_every_seed"] = all(
+            s["state_map_area"] > s["consensus_area"] for c in per_seed for s in c["states"]
+        )
+    result: dict[str, Any] = {
+        "best_state_deg": dict(
+            zip([f"{a}_{b}" for a, b in BEST_STATE_MAPS], zip(*best, strict=True), strict=True)
+        ),
+        "half_map_gain": {
+            "per_seed": gain.round(5).tolist(),
+            "mean": float(gain.mean()),
+            "std": float(gain.std(ddof=1)) if len(gain) > 1 else math.nan,
+        },
+    }
+    if baseline is not None and Path(baseline).exists():
+        old = json.loads(Path(baseline).read_text())["conditions"]["motion"]["runs"]
+        before = {run["seed"]: run["scores"]["deformed"]["area_molecule"] for run in old}
+        deltas = [
+            run["scores"]["deformed"]["area_molecule"] - before[run["seed"]]
+            for run in runs
+            if run["seed"] in before
+        ]
+        result["truth_area_change_vs_baseline"] = deltas
+        checks["truth_area_not_below_baseline"] = bool(deltas) and float(np.mean(deltas)) >= 0.0
+    result["checks"] = checks
+    result["accepted"] = all(checks.values())
+    return result
+
+
 # ---------------------------------------------------------------------------------------------
 # Report
 # ---------------------------------------------------------------------------------------------
@@ -488,6 +568,60 @@ def print_report(condition: str, summary: dict[str, Any]) -> None:
     header = ["seed"] + [f"{ref} {mask}" for ref in ("Δcons", "ΔcDRGN") for mask in MASKS]
     print_table(f"{condition}: gain of the deformed map (area)", header, gain_rows)
     print(f"checks: {result['checks']} -> accepted: {result['accepted']}")
+    print_conformation(summary)
+
+
+def print_conformation(summary: dict[str, Any]) -> None:
+    """Issue 28: the state each map shows, the half maps' own FSC, the state maps."""
+    rows = []
+    for run in summary["runs"]:
+        c = run["conformation"]
+        report = c.get("report", {})
+        state = report.get("reference_state") or {}
+        rows.append(
+            [
+                str(run["seed"]),
+                *(f"{c[a][b]['best_state_deg']:+.0f}" for a, b in BEST_STATE_MAPS),
+                f"{c['deformed']['half_map_masked_area']:.4f}",
+                f"{c['consensus']['half_map_masked_area']:.4f}",
+                str(report.get("map_better")),
+                f"{state.get('disagreement_rms_a', math.nan):.2f}",
+            ]
+        )
+    print_table(
+        "one conformation: best true state (degrees) and half-map masked FSC area",
+        [
+            "seed",
+            "deformed h1",
+            "deformed h2",
+            "consensus",
+            "deformed",
+            "consensus",
+            "report: better",
+            "halves apart Å",
+        ],
+        rows,
+    )
+    state_rows = [
+        [
+            str(run["seed"]),
+            f"{s['percentile']:g}",
+            f"{s['true_state_deg']:+.1f}",
+            f"{s['state_map_area']:.4f}",
+            f"{s['consensus_area']:.4f}",
+            f"{s['halves_apart_a']:.2f}",
+        ]
+        for run in summary["runs"]
+        for s in run["conformation"].get("states", [])
+    ]
+    if state_rows:
+        print_table(
+            "state maps (explore.state_percentiles) against the truth of their state",
+            ["seed", "percentile", "true state", "state map", "consensus", "halves apart Å"],
+            state_rows,
+        )
+    checks = summary["one_conformation"]
+    print(f"one-conformation checks: {checks['checks']} -> accepted: {checks['accepted']}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -519,6 +653,7 @@ def run_condition(
         theirs, _ = cryodrgn(data, venv, poses, ctf, log)
         cryodrgn_seconds = time.perf_counter() - start
         scores, rows = score_run(condition, seed, maps_of(out, theirs["full"]), data)
+        conformation = conformation_scores(out, data)
         curve_rows += rows
         runs.append(
             {
@@ -533,6 +668,7 @@ def run_condition(
                     "cryodrgn": cryodrgn_seconds,
                 },
                 "snr_disc": info.get("snr_disc"),
+                "conformation": conformation,
             }
         )
         logger.info(
@@ -542,6 +678,7 @@ def run_condition(
             {method: round(s["area_molecule"], 4) for method, s in scores.items()},
         )
     summary = {"runs": runs, "scores": aggregate(runs), "gains": gains(runs)}
+    summary["one_conformation"] = conformation_checks(runs, args.baseline)
     summary["curves"] = curve_rows
     return summary
 

@@ -207,3 +207,113 @@ def test_inverse_network_inverts_the_forward_field(
 
     curve = fsc(maps[0], maps[1], 1.8).fsc
     assert curve[1:6].min() > 0.9
+
+
+def test_both_half_maps_are_in_one_recorded_reference_state(local_run: Path) -> None:
+    """The half maps' reference states (deformed.reference mean) are written beside the maps,
+    and the two halves' are close (well under a voxel), as fsc-deformed and the report say."""
+    results = local_run / "results"
+    record = json.loads((results / "deformed/fsc.json").read_text())["reference_states"]
+    assert record["reference"] == "mean"
+    assert record["disagreement"]["rms_a"] < 0.5 * 1.8
+    for half in (1, 2):
+        state = torch.load(results / f"deformed/half{half}/reference_state.pt", weights_only=True)
+        assert state["half"] == half and state["reference"] == "mean"
+        assert torch.equal(state["reference_a"], state["mean_a"])
+    summary = json.loads((results / "summary.json").read_text())
+    assert summary["reference_state"]["disagreement_rms_a"] == record["disagreement"]["rms_a"]
+
+
+def _align(results: Path, out: Path, models: tuple[int, int] = (1, 2)) -> dict[str, object]:
+    command = [sys.executable, "-m", "dynamight_core", "align-halves", "--models"]
+    command += [str(results / f"vae/half{h}/model.pt") for h in models]
+    command += ["--latents", *(str(results / f"vae/half{h}/latents.csv") for h in models)]
+    result = subprocess.run([*command, "--out-json", str(out)], capture_output=True, text=True)
+    assert result.returncode == 0 or models != (1, 2), result.stderr
+    return json.loads(out.read_text()) if result.returncode == 0 else {"stderr": result.stderr}
+
+
+def test_aligned_pc1_names_one_end_of_the_motion_in_both_halves(
+    local_run: Path, tmp_path: Path
+) -> None:
+    """After align-halves, PC1 scores (half 2's times the sign) rise with the simulation's
+    true hinge coordinate in both halves, or fall in both."""
+    from dynamight_core.data.latent_space import latent_pca
+    from dynamight_core.data.latents import read_latent_means
+    from dynamight_core.simulate.truth import load_truth
+
+    results = local_run / "results"
+    alignment = _align(results, tmp_path / "alignment.json")
+    assert alignment["aligned"] and alignment["correlation"] > 0.5
+    truth = load_truth(results / "simulated")
+    correlations = []
+    for half in (1, 2):
+        table, means = read_latent_means(results / f"vae/half{half}/latents.csv")
+        sign = alignment["sign"] if half == 2 else 1
+        scores = sign * latent_pca(means).scores[:, 0]
+        coordinates = truth.coordinates[table["row"].to_numpy()]
+        correlations.append(float(np.corrcoef(scores, coordinates)[0, 1]))
+    assert min(abs(c) for c in correlations) > 0.5, correlations
+    assert correlations[0] * correlations[1] > 0, correlations
+    swapped = _align(results, tmp_path / "swapped.json", (2, 1))
+    assert "half" in str(swapped.get("stderr")), swapped
+
+
+def test_state_maps_put_both_halves_in_the_same_state(
+    local_run: Path, subset: Path, tmp_path: Path
+) -> None:
+    """state-maps at both ends of the aligned PC1: each half's pseudo-atoms of a state are
+    closer to the other half's of the same state than to those of the other end; fsc-states
+    writes a full map and an FSC per state; an alignment of other models is refused."""
+    from dynamight_core.stages.fsc_deformed import reference_agreement
+
+    results = local_run / "results"
+    alignment = tmp_path / "alignment.json"
+    _align(results, alignment)
+    records = []
+    for half in (1, 2):
+        out = tmp_path / f"half{half}"
+        command = [sys.executable, "-m", "dynamight_core", "state-maps"]
+        command += _inputs(subset, results, half)
+        command += ["--alignment", str(alignment), "--state-percentiles", "10,90"]
+        command += ["--out-dir", str(out), "--out-json", str(out / "states.json")]
+        subprocess.run(command, check=True, capture_output=True)
+        records.append(out / "states.json")
+
+    def apart(first: int, second: int) -> float:
+        paths = [
+            str(tmp_path / f"half{h}" / f"state_{s:02d}_reference.pt")
+            for h, s in ((1, first), (2, second))
+        ]
+        return float(reference_agreement(paths)["disagreement"]["rms_a"])
+
+    assert max(apart(0, 0), apart(1, 1)) < 0.5 * min(apart(0, 1), apart(1, 0))
+    command = [sys.executable, "-m", "dynamight_core", "fsc-states", "--states", *map(str, records)]
+    command += ["--out-dir", str(tmp_path / "states"), "--out-json", str(tmp_path / "fsc.json")]
+    subprocess.run([*command, "--out-summary", str(tmp_path / "summary.txt")], check=True)
+    states = json.loads((tmp_path / "fsc.json").read_text())["states"]
+    assert [s["percentile"] for s in states] == [10.0, 90.0]
+    for state in states:
+        assert np.isfinite(_map(tmp_path / "states" / state["map"])).all()
+        assert 0.0 < state["fsc_area"] <= 1.0
+    other = tmp_path / "other.json"
+    record = json.loads(alignment.read_text())
+    record["models_sha256"] = record["models_sha256"][::-1]
+    other.write_text(json.dumps(record))
+    command = [sys.executable, "-m", "dynamight_core", "state-maps", *_inputs(subset, results, 1)]
+    command += ["--alignment", str(other), "--state-percentiles", "10"]
+    command += ["--out-dir", str(tmp_path / "x"), "--out-json", str(tmp_path / "x.json")]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 2 and "models_sha256" in result.stderr, result.stderr
+
+
+def test_the_other_halfs_consensus_fit_is_refused(
+    local_run: Path, subset: Path, tmp_path: Path
+) -> None:
+    results = local_run / "results"
+    command = _backproject(subset, results, tmp_path / "sums.pt")
+    where = command.index("--consensus-fit") + 1
+    command[where] = str(results / "gaussians/warmup_half2.pt")
+    failed = subprocess.run(command, capture_output=True, text=True)
+    assert failed.returncode == 2, failed.stderr
+    assert "warmup_half2.pt" in failed.stderr and "half" in failed.stderr

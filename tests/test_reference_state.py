@@ -188,3 +188,31 @@ def test_fsc_deformed_refuses_mismatched_reference_states(tmp_path: Path) -> Non
     result = reference_agreement([paths[0], str(good)])
     assert result["disagreement"]["rms_a"] == pytest.approx(0.0, abs=1e-6)
     assert np.isfinite(result["mean_disagreement"]["max_a"])
+
+
+def test_a_reversed_half_takes_its_percentiles_from_the_other_end() -> None:
+    from dynamight_core.data.latent_space import latent_pca
+    from dynamight_core.reconstruct.state_maps import state_latents
+
+    latents = np.random.default_rng(0).standard_normal((500, 3)) * [3.0, 1.0, 0.5]
+    pca = latent_pca(latents)
+    low, high = state_latents(pca, 0, 1, [5.0, 95.0])
+    flipped_low, flipped_high = state_latents(pca, 0, -1, [5.0, 95.0])
+    np.testing.assert_allclose(flipped_low, high)
+    np.testing.assert_allclose(flipped_high, low)
+    assert pca.project(low[None])[0, 0] < pca.project(high[None])[0, 0]
+
+
+def test_direction_alignment_finds_the_sign_of_one_motion() -> None:
+    from dynamight_core.data.latent_alignment import align_directions
+
+    one, two = _cloud(300, seed=4).double().numpy(), _cloud(280, seed=5).double().numpy()
+
+    def hinge(points: np.ndarray) -> np.ndarray:  # a domain turning about the z axis
+        return np.where(points[:, :1] > 0, np.cross([0.0, 0.0, 0.1], points), 0.0)
+
+    same = align_directions((one, two), (hinge(one), -hinge(two)), 4.0)
+    assert same.sign == -1 and same.aligned and same.correlation > 0.9
+    noise = np.random.default_rng(1).standard_normal(two.shape)
+    unrelated = align_directions((one, two), (hinge(one), noise), 4.0)
+    assert not unrelated.aligned

@@ -362,12 +362,49 @@ def _recompute(results: Path, significance_z: float) -> dict[str, Any]:
         "box_px": box,
         "maps": maps,
         "gain": gain,
+        "reference_state": _reference_state(results, maps["deformed"]["resolution_0143_a"]),
         "motion": {
             "median_motion_a": float(np.median(particles["motion_a"])),
             "median_error_a": float(np.median(particles["error_a"])),
             "regions": regions,
         },
         "latent": latent,
+    }
+
+
+def _reference_state(results: Path, resolution_a: float) -> dict[str, Any]:
+    """The half maps' reference states: the disagreement by its definition's function, the
+    drifts as plain RMS distances of the recorded positions, the limit 0.1 x resolution."""
+    import torch
+
+    from dynamight_core.reconstruct.reference_state import ReferenceState, state_disagreement
+
+    payloads = [
+        torch.load(results / f"deformed/half{h}/reference_state.pt", weights_only=True)
+        for h in (1, 2)
+    ]
+    one, two = (ReferenceState.from_state(payload) for payload in payloads)
+
+    def rms(a: torch.Tensor, b: torch.Tensor) -> float:
+        return float((a - b).double().pow(2).sum(dim=1).mean().sqrt())
+
+    apart = state_disagreement(one, two, "reference")
+    limit = 0.1 * resolution_a
+    return {
+        "reference": one.kind,
+        "disagreement_rms_a": apart["rms_a"],
+        "disagreement_p95_a": apart["p95_a"],
+        "mean_state_disagreement_rms_a": state_disagreement(one, two, "mean")["rms_a"],
+        "drift": {
+            f"half{h}": {
+                "trained_from_fit_rms_a": rms(state.consensus_a, state.fit_a),
+                "mean_from_fit_rms_a": rms(state.mean_a, state.fit_a),
+                "reference_from_trained_rms_a": rms(state.reference_a, state.consensus_a),
+            }
+            for h, state in ((1, one), (2, two))
+        },
+        "limit_a": limit,
+        "agree": apart["rms_a"] <= limit,
     }
 
 

@@ -173,13 +173,17 @@ def half_reference_state(args: argparse.Namespace, model: Any, latents: torch.Te
     ``--consensus-fit`` (the half's warm-up model) must hold the model's Gaussians.
     """
     from dynamight_core.models.gaussians import load_gaussian_model
-    from dynamight_core.reconstruct.reference_state import reference_state
+    from dynamight_core.reconstruct.reference_state import drift_a, reference_state
 
     kind = getattr(args, "reference", "trained")
     fit_a = model.consensus.positions_a().detach()
     fit_path = getattr(args, "consensus_fit", None)
     if fit_path:
-        fit, _ = load_gaussian_model(fit_path)
+        fit, extra = load_gaussian_model(fit_path)
+        if extra.get("half", args.half) != args.half:
+            raise InputError(
+                fit_path, "half", f"the warm-up of half set {args.half}", str(extra.get("half"))
+            )
         if fit.n_gaussians != model.consensus.n_gaussians:
             raise InputError(
                 fit_path,
@@ -205,22 +209,13 @@ def half_reference_state(args: argparse.Namespace, model: Any, latents: torch.Te
             "deformed.reference consensus_fit needs it",
         )
     state = reference_state(kind, model, latents, fit_a, args.control_grid)
+    drift = drift_a(state)
     logger.info(
         "reference state %s: trained consensus %.2f Å RMS from the consensus fit, mean "
-        "deformed state %.2f Å, map state %.2f Å from the trained consensus",
+        "deformed state %.2f Å; the map's state is %.2f Å from the trained consensus",
         kind,
-        *drift_values(state),
-    )
-    return state
-
-
-def drift_values(state: Any) -> tuple[float, float, float]:
-    """The three RMS distances of :func:`~dynamight_core.reconstruct.reference_state.drift_a`."""
-    from dynamight_core.reconstruct.reference_state import drift_a
-
-    drift = drift_a(state)
-    return (
         drift["trained_from_fit_rms_a"],
         drift["mean_from_fit_rms_a"],
         drift["reference_from_trained_rms_a"],
     )
+    return state
