@@ -25,7 +25,6 @@ from dynamight_core.reconstruct.reference_state import (
     drift_a,
     mean_positions_a,
     reference_state,
-    state_disagreement,
 )
 
 BOX, PIXEL = 32, 2.0
@@ -144,50 +143,61 @@ def test_unknown_reference_is_refused() -> None:
         reference_state("middle", model, torch.zeros(3, 4), model.consensus.positions_a(), 16)
 
 
-def test_disagreement_ignores_rigid_motion_and_measures_a_domain_shift() -> None:
-    fit_one, fit_two = _cloud(400, seed=2), _cloud(400, seed=3)
-    # half 1 in its fit's state; half 2's reference turned rigidly as a whole: no disagreement
-    one = _state("consensus_fit", fit_one, fit_one, fit_one)
-    angle = math.radians(4.0)
-    rotation = torch.tensor(
-        [
-            [1.0, 0.0, 0.0],
-            [0.0, math.cos(angle), -math.sin(angle)],
-            [0.0, math.sin(angle), math.cos(angle)],
-        ]
-    )
-    turned = fit_two @ rotation.T + torch.tensor([0.5, 0.0, -0.3])
-    two = _state("mean", fit_two, fit_two, turned)
-    rigid = state_disagreement(one, two, "mean")
-    assert rigid["rms_a"] < 0.05 and rigid["rms_unsuperposed_a"] > 0.5
-    # half 2's mean state has one domain (x > 5 Å) moved by 1 Å: the RMS sees it
-    domain = torch.where(fit_two[:, :1] > 5.0, torch.tensor([[0.0, 1.0, 0.0]]), torch.zeros(1, 3))
-    shifted = _state("mean", fit_two, fit_two, fit_two + domain)
-    apart = state_disagreement(one, shifted, "mean")
-    assert 0.1 < apart["rms_a"] < 1.0 and apart["max_a"] > 0.6
-
-
-def test_fsc_deformed_refuses_mismatched_reference_states(tmp_path: Path) -> None:
-    from dynamight_core.stages.fsc_deformed import reference_agreement
+def test_reference_state_files_are_checked(tmp_path: Path) -> None:
+    from dynamight_core.stages.fsc_deformed import read_reference_states
 
     cloud = _cloud(50)
     paths = []
-    for half, kind in ((1, "consensus_fit"), (2, "mean"), (1, "consensus_fit")):
+    for half, kind in ((1, "mean"), (2, "consensus_fit"), (1, "mean"), (2, "mean")):
         path = tmp_path / f"state_{len(paths)}.pt"
         torch.save({**_state(kind, cloud, cloud, cloud).state(), "half": half}, path)
         paths.append(str(path))
     with pytest.raises(InputError, match="reference"):
-        reference_agreement(paths[:2])
+        read_reference_states(paths[:2])
     with pytest.raises(InputError, match="half"):
-        reference_agreement([paths[0], paths[2]])
+        read_reference_states([paths[0], paths[2]])
     torch.save({"kind": "other"}, tmp_path / "other.pt")
     with pytest.raises(InputError, match="kind"):
-        reference_agreement([str(tmp_path / "other.pt"), paths[1]])
-    good = tmp_path / "two.pt"
-    torch.save({**_state("consensus_fit", cloud, cloud, cloud).state(), "half": 2}, good)
-    result = reference_agreement([paths[0], str(good)])
-    assert result["disagreement"]["rms_a"] == pytest.approx(0.0, abs=1e-6)
-    assert np.isfinite(result["mean_disagreement"]["max_a"])
+        read_reference_states([str(tmp_path / "other.pt"), paths[3]])
+    one, two = read_reference_states([paths[0], paths[3]])
+    assert one.kind == two.kind == "mean" and torch.equal(one.reference_a, cloud)
+
+
+def _blobs(centres_a: np.ndarray, box: int = 48, pixel: float = 2.0) -> np.ndarray:
+    """`(D, D, D)` sum of Gaussians (sigma 2.5 Å) at `(N, 3)` centres (x, y, z, Å)."""
+    axis = (np.arange(box) - box // 2) * pixel
+    z, y, x = np.meshgrid(axis, axis, axis, indexing="ij")
+    volume = np.zeros((box, box, box))
+    for cx, cy, cz in centres_a:
+        volume += np.exp(-((x - cx) ** 2 + (y - cy) ** 2 + (z - cz) ** 2) / (2 * 2.5**2))
+    return volume
+
+
+def test_conformation_difference_sees_a_domain_shift_not_noise_or_a_rigid_move() -> None:
+    """Two domains of blobs: noise alone gives a small value; one domain moved by 1.5 Å a
+    large one; the whole molecule moved rigidly by 1 Å a rigid part of ~1 Å and a small rest."""
+    from dynamight_core.metrics.registration import conformation_difference
+
+    generator = np.random.default_rng(0)
+    fixed_domain = generator.uniform(-12, 0, (40, 3))
+    moving_domain = generator.uniform(0, 12, (40, 3))
+    first = _blobs(np.concatenate([fixed_domain, moving_domain]))
+    radius = np.sqrt(sum(a**2 for a in np.meshgrid(*[np.arange(48) - 24] * 3, indexing="ij")))
+    mask = (radius < 20).astype(float)
+
+    def noisy(volume: np.ndarray) -> np.ndarray:
+        return volume + 0.05 * volume.std() * generator.standard_normal(volume.shape)
+
+    same = conformation_difference(noisy(first), noisy(first), mask, 2.0)
+    step = np.array([0.0, 1.5, 0.0])
+    shifted = _blobs(np.concatenate([fixed_domain, moving_domain + step]))
+    domain = conformation_difference(noisy(first), noisy(shifted), mask, 2.0)
+    moved = _blobs(np.concatenate([fixed_domain, moving_domain]) + np.array([1.0, 0.0, 0.0]))
+    rigid = conformation_difference(noisy(first), noisy(moved), mask, 2.0)
+    assert same.rms_a < 0.1 and same.rigid_rms_a < 0.1, same
+    assert 0.3 < domain.rms_a < 1.5 and domain.rms_a > 4 * same.rms_a, domain
+    assert 0.8 < rigid.rigid_rms_a < 1.2 and rigid.rms_a < 0.3, rigid
+    assert domain.residual_after < domain.residual_before
 
 
 def test_a_reversed_half_takes_its_percentiles_from_the_other_end() -> None:

@@ -22,7 +22,12 @@ map is the consensus point ``y + delta(y)``, which the half's field moves by
 ``d(z, y + delta(y))``; so the map's field is ``u(z, y) = delta(y) + d(z, y + delta(y))``
 (:meth:`ReferenceState.field`). With ``trained`` it is the decoder's field, unchanged.
 
-:func:`state_disagreement` measures how far the two halves' reference states are apart.
+:func:`drift_a` records how far training moved the half's consensus. How far the two half
+maps' conformations are apart is measured on the maps themselves
+(:mod:`~dynamight_core.metrics.registration`, stage ``fsc-deformed``): an earlier measure on
+the pseudo-atoms, each state taken as its offset from its half's own consensus fit, was
+dominated by the two fits' independent placement of the pseudo-atoms and ranked the
+references opposite to their half maps' FSC.
 """
 
 from __future__ import annotations
@@ -30,7 +35,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from dynamight_core.geometry.scattered import kernel_interpolate
@@ -182,63 +186,6 @@ def reference_state(
         box_a,
         SMOOTHING_OF_SPACING * box_a / (control_grid - 1),
     )
-
-
-# ---------------------------------------------------------------------------------------------
-# Agreement of the two halves
-# ---------------------------------------------------------------------------------------------
-
-
-def superposed(moving: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """`(P, 3)` ``moving`` after the rotation and translation that best fit it on ``target``."""
-    mean_moving, mean_target = moving.mean(axis=0), target.mean(axis=0)
-    a, b = moving - mean_moving, target - mean_target
-    u, _, vt = np.linalg.svd(a.T @ b)
-    sign = np.sign(np.linalg.det(u @ vt)) or 1.0
-    rotation = u @ np.diag([1.0, 1.0, sign]) @ vt
-    return a @ rotation + mean_target
-
-
-def _state_points(state: ReferenceState, which: str, points_a: np.ndarray) -> np.ndarray:
-    """`(P, 3)` where the half's ``which`` state puts the consensus-fit points ``points_a``.
-
-    The state's offset from the half's own consensus fit, carried from the fit's
-    pseudo-atoms to ``points_a`` by the kernel.
-    """
-    positions = {"reference": state.reference_a, "mean": state.mean_a}[which]
-    offset = kernel_interpolate(
-        torch.from_numpy(points_a), state.fit_a, positions - state.fit_a, state.smoothing_a
-    )
-    return points_a + offset.numpy()
-
-
-def state_disagreement(
-    first: ReferenceState, second: ReferenceState, which: str = "reference"
-) -> dict[str, float]:
-    """How far the two halves' states are apart (Å), after rigid superposition.
-
-    Each half's state is expressed as its offset from that half's own consensus fit
-    (:func:`_state_points`) at the same points (the pseudo-atoms of both fits), and the
-    second half's points are superposed on the first's. ``which``: ``reference`` (the
-    states the maps are in) or ``mean`` (the mean deformed states, whatever the reference).
-
-    Returns
-    -------
-    dict
-        ``rms_a``, ``p95_a`` and ``max_a`` of the distances after superposition, and
-        ``rms_unsuperposed_a`` before it.
-    """
-    points = np.concatenate([first.fit_a.numpy(), second.fit_a.numpy()]).astype(np.float64)
-    one = _state_points(first, which, points)
-    two = _state_points(second, which, points)
-    raw = np.linalg.norm(two - one, axis=1)
-    distance = np.linalg.norm(superposed(two, one) - one, axis=1)
-    return {
-        "rms_a": round(float(np.sqrt(np.mean(distance**2))), 4),
-        "p95_a": round(float(np.percentile(distance, 95)), 4),
-        "max_a": round(float(distance.max()), 4),
-        "rms_unsuperposed_a": round(float(np.sqrt(np.mean(raw**2))), 4),
-    }
 
 
 def drift_a(state: ReferenceState) -> dict[str, float]:

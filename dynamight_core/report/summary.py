@@ -191,20 +191,21 @@ def warnings(summary: Mapping[str, Any], inputs: ReportInputs) -> list[str]:
 
 
 def _reference_state(inputs: ReportInputs, resolution_a: float) -> dict[str, Any] | None:
-    """The half maps' reference state, how far apart the halves' are, and the limit."""
+    """The half maps' reference state, how far apart their conformations are, and the limit."""
     states = inputs.reference_states
     if not states:
         return None
     limit = inputs.state_disagreement_fraction * resolution_a
-    apart = states["disagreement"]["rms_a"]
+    apart = states["disagreement"]
     return {
         "reference": states["reference"],
-        "disagreement_rms_a": apart,
-        "disagreement_p95_a": states["disagreement"]["p95_a"],
-        "mean_state_disagreement_rms_a": states["mean_disagreement"]["rms_a"],
+        "disagreement_rms_a": apart["rms_a"],
+        "disagreement_p95_a": apart["p95_a"],
+        "disagreement_rigid_rms_a": apart["rigid_rms_a"],
+        "consensus_disagreement_rms_a": states["consensus_disagreement"]["rms_a"],
         "drift": states["drift"],
         "limit_a": round(limit, 4),
-        "agree": bool(apart <= limit),
+        "agree": bool(max(apart["rms_a"], apart["rigid_rms_a"]) <= limit),
     }
 
 
@@ -215,11 +216,13 @@ def _state_warnings(summary: Mapping[str, Any]) -> list[str]:
     if state["agree"]:
         return []
     return [
-        f"The two half maps are in different conformations: their reference states "
-        f"({state['reference']}) are {state['disagreement_rms_a']:.2f} Å RMS apart, more than "
-        f"{state['limit_a']:.2f} Å (report.state_disagreement_fraction of the resolution). "
-        "Their FSC then measures the mismatch as well as the noise, and understates the "
-        "maps; use deformed.reference consensus_fit."
+        f"The two deformed half maps are in different conformations: they are "
+        f"{state['disagreement_rms_a']:.2f} Å RMS apart (rigid part "
+        f"{state['disagreement_rigid_rms_a']:.2f} Å; the consensus half maps "
+        f"{state['consensus_disagreement_rms_a']:.2f} Å), more than {state['limit_a']:.2f} Å "
+        "(report.state_disagreement_fraction of the resolution). Their FSC then measures the "
+        "mismatch as well as the noise and understates the maps; check deformed.reference "
+        "(mean is the default)."
     ]
 
 

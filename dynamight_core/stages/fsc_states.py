@@ -3,14 +3,15 @@
 Reads both halves' ``state-maps`` records, checks that they name the same states (same
 percentiles, each half's own maps), writes each state's full map (the mean of the halves)
 and, per state, the FSC between the halves (unmasked; masked with phase randomisation
-when a mask is given), and how far the two halves' pseudo-atoms of the state are apart
-(``reconstruct/reference_state.state_disagreement``).
+when a mask is given), and, with a mask, how far the two halves' maps of the state are
+apart in conformation (``metrics/registration.py``).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+from typing import Any
 
 from dynamight_core.config_cli import add_file_argument, add_run_argument
 
@@ -39,7 +40,8 @@ def run(args: argparse.Namespace) -> None:
     from dynamight_core.io.files import write_json_atomic, write_text_atomic
     from dynamight_core.io.mrc import check_volume_matches, read_volume, write_volume
     from dynamight_core.metrics.fsc import flatten_amplitudes, fsc, fsc_area, masked_fsc
-    from dynamight_core.stages.fsc_deformed import reference_agreement
+    from dynamight_core.metrics.registration import conformation_difference
+    from dynamight_core.stages.fsc_deformed import read_reference_states
     from dynamight_core.stages.state_maps import STATES_KIND
 
     records = [json.loads(Path(path).read_text()) for path in args.states]
@@ -68,25 +70,26 @@ def run(args: argparse.Namespace) -> None:
         name = f"state_{one['index']:02d}.mrc"
         write_volume(out / name, full, pixel)
         curve = fsc(maps[0].data, maps[1].data, pixel)
-        entry = {
+        read_reference_states([str(folder / s["reference"]) for folder, s in pair])
+        entry: dict[str, Any] = {
             "percentile": one["percentile"],
             "map": name,
             "resolution_0143_a": round(curve.resolution_at(0.143), 3),
             "fsc_area": round(fsc_area(curve.fsc), 4),
-            "agreement": reference_agreement([str(folder / s["reference"]) for folder, s in pair])[
-                "disagreement"
-            ],
         }
         if mask is not None:
+            difference = conformation_difference(maps[0].data, maps[1].data, mask, pixel)
+            entry["agreement"] = difference.record()
             flat = flatten_amplitudes(maps[0].data, maps[1].data)
             corrected = masked_fsc(flat[0], flat[1], mask, pixel).corrected
             entry["masked_resolution_0143_a"] = round(corrected.resolution_at(0.143), 3)
             entry["masked_fsc_area"] = round(fsc_area(corrected.fsc), 4)
         results.append(entry)
+        apart = entry.get("agreement", {}).get("rms_a")
         lines.append(
             f"state {one['index']} (PC1 percentile {one['percentile']:g}): half maps "
-            f"{entry['resolution_0143_a']:.2f} Å (FSC 0.143), halves' states "
-            f"{entry['agreement']['rms_a']:.2f} Å RMS apart"
+            f"{entry['resolution_0143_a']:.2f} Å (FSC 0.143)"
+            + ("" if apart is None else f", their conformations {apart:.2f} Å RMS apart")
         )
         logger.info(lines[-1])
     write_json_atomic(args.out_json, {"states": results})
