@@ -148,7 +148,7 @@ def score_states(workflow: Path, data: DomainMotionDataset) -> list[dict[str, An
                 "true_state_deg": theta,
                 "state_map_area": round(versus(volume), 5),
                 "consensus_area": round(versus(consensus), 5),
-                "halves_apart_a": state["agreement"]["rms_a"],
+                "halves_apart_a": state.get("agreement", {}).get("rms_a"),
                 "half_map_masked_area": state.get("masked_fsc_area"),
             }
         )
@@ -219,12 +219,18 @@ def remake(run: Path, data: DomainMotionDataset, reference: str, threads: int) -
     return folder
 
 
-def agreement(folder: Path) -> dict[str, Any]:
-    """The halves' reference-state agreement, as fsc-deformed computes it."""
-    sys.path.insert(0, str(REPO))
+def agreement(folder: Path, run: Path, data: DomainMotionDataset) -> dict[str, Any]:
+    """How far the two half maps' conformations are apart, as fsc-deformed computes it."""
     from dynamight_core.stages.fsc_deformed import reference_agreement
 
-    return reference_agreement([str(folder / f"reference_state_half{h}.pt") for h in (1, 2)])
+    mask = read_map(data.mask_molecule).astype(np.float64)
+    return reference_agreement(
+        [str(folder / f"reference_state_half{h}.pt") for h in (1, 2)],
+        read_pair(folder),
+        read_pair(run / "workflow" / "consensus"),
+        mask,
+        data.pixel_size_a,
+    )
 
 
 def compare_references(run: Path, threads: int) -> dict[str, Any]:
@@ -235,7 +241,7 @@ def compare_references(run: Path, threads: int) -> dict[str, Any]:
     for reference in REFERENCES:
         folder = remake(run, data, reference, threads)
         pairs[reference] = read_pair(folder)
-        agreements[reference] = agreement(folder)
+        agreements[reference] = agreement(folder, run, data)
     scores = score_pairs(pairs, data)
     for reference in REFERENCES:
         scores[reference]["agreement"] = agreements[reference]

@@ -176,11 +176,27 @@ def reference_state(
     consensus_a = model.consensus.positions_a().detach().cpu().float()
     mean_a = mean_positions_a(model, latents)
     reference = {"consensus_fit": fit_a, "mean": mean_a, "trained": consensus_a}[kind]
+    return state_with(kind, reference, model, mean_a, fit_a, control_grid)
+
+
+def state_with(
+    kind: str,
+    reference_a: torch.Tensor,
+    model: DeformationModel,
+    mean_a: torch.Tensor,
+    fit_a: torch.Tensor,
+    control_grid: int,
+) -> ReferenceState:
+    """A :class:`ReferenceState` of ``model`` whose reference pseudo-atoms are ``reference_a``.
+
+    ``mean_a`` and ``fit_a`` `(N, 3)` (Å) are the half's mean state and consensus fit, kept
+    in the record; the kernel's width follows the ``control_grid``.
+    """
     box_a = float(model.consensus.box_a)
     return ReferenceState(
         kind,
-        reference.detach().cpu().float(),
-        consensus_a,
+        reference_a.detach().cpu().float(),
+        model.consensus.positions_a().detach().cpu().float(),
         fit_a.detach().cpu().float(),
         mean_a,
         box_a,

@@ -24,6 +24,7 @@ from dynamight_core.reconstruct.reference_state import (
     SMOOTHING_OF_SPACING,
     ReferenceState,
     mean_positions_a,
+    state_with,
 )
 
 # percentiles of a component between which a direction's displacement field is decoded
@@ -97,14 +98,7 @@ def state_reference(
     device = model.consensus.positions.device
     point = torch.as_tensor(np.asarray(latent)[None], dtype=torch.float32, device=device)
     with torch.no_grad():
-        positions = model.deformed_positions_a(point)[0].cpu().float()
-    box_a = float(model.consensus.box_a)
-    return ReferenceState(
-        "state",
-        positions,
-        model.consensus.positions_a().detach().cpu().float(),
-        fit_a.detach().cpu().float(),
-        mean_positions_a(model, latents),
-        box_a,
-        SMOOTHING_OF_SPACING * box_a / (control_grid - 1),
+        positions = model.deformed_positions_a(point)[0]
+    return state_with(
+        "state", positions, model, mean_positions_a(model, latents), fit_a, control_grid
     )
