@@ -3,7 +3,9 @@
 Two half maps of one conformation differ by noise; two half maps of two conformations also
 differ by a displacement of their density. :func:`conformation_difference` estimates that
 displacement: both maps are low-passed (``resolution_a``, where the half maps' SNR is
-high, so that noise barely moves the estimate), then a displacement field on a coarse
+high, so that noise barely moves the estimate) and resampled to
+:data:`VOXELS_PER_RESOLUTION` voxels per that resolution (cost and memory independent of
+the box), then a displacement field on a coarse
 grid of control points (trilinear between them: smooth by construction) is fitted so
 that the second map, sampled at ``x + u(x)``, matches the first inside the mask (least
 squares, L-BFGS). The field's rigid part (a translation and a small rotation, least
@@ -31,6 +33,9 @@ ITERATIONS = 60
 # penalty on the field (per voxel^2, relative to the data term): keeps it bounded where
 # the maps carry no density
 FIELD_PENALTY = 1e-4
+# the low-passed maps are resampled to this many voxels per low-pass resolution (at most
+# the original grid): the registration's cost and memory then do not grow with the box
+VOXELS_PER_RESOLUTION = 3.0
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,18 @@ def lowpassed(volume: np.ndarray, pixel_size_a: float, resolution_a: float) -> t
     width = math.sqrt(math.log(2.0)) * resolution_a  # exp(-(f w)^2) = 1/2 at f = 1/res
     gain = torch.exp(-squared * width**2)
     return torch.fft.irfftn(torch.fft.rfftn(data) * gain, s=data.shape)
+
+
+def binned(volume: torch.Tensor, box_px: int) -> torch.Tensor:
+    """`(d, d, d)` ``volume`` Fourier-cropped to ``box_px`` voxels (``d <= D``, same extent)."""
+    size = volume.shape[0]
+    if box_px >= size:
+        return volume
+    spectrum = torch.fft.fftshift(torch.fft.fftn(volume))
+    start = size // 2 - box_px // 2
+    window = slice(start, start + box_px)
+    cropped = torch.fft.ifftshift(spectrum[window, window, window])
+    return torch.fft.ifftn(cropped).real * (box_px / size) ** 3
 
 
 def _normalised(volume: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -127,10 +144,20 @@ def conformation_difference(
     iterations
         L-BFGS iterations.
     """
-    weight = torch.as_tensor(np.asarray(mask), dtype=torch.float64).clamp(0.0, 1.0)
-    fixed = _normalised(lowpassed(first, pixel_size_a, resolution_a), weight)
-    moving = _normalised(lowpassed(second, pixel_size_a, resolution_a), weight)
-    box = fixed.shape[0]
+    full = np.asarray(first).shape[0]
+    extent_a = full * pixel_size_a
+    box = min(full, 2 * math.ceil(extent_a * VOXELS_PER_RESOLUTION / resolution_a / 2))
+    voxel_a = extent_a / box  # the registration's voxel
+    weight = torch.as_tensor(np.asarray(mask), dtype=torch.float64)
+    if box < full:
+        weight = functional.interpolate(
+            weight[None, None], size=(box, box, box), mode="trilinear", align_corners=False
+        )[0, 0]
+    weight = weight.clamp(0.0, 1.0)
+    fixed, moving = (
+        _normalised(binned(lowpassed(volume, pixel_size_a, resolution_a), box), weight)
+        for volume in (first, second)
+    )
     axis = torch.linspace(-1.0, 1.0, box, dtype=torch.float64)
     z, y, x = torch.meshgrid(axis, axis, axis, indexing="ij")
     base = torch.stack([x, y, z], dim=-1)[None]  # (1, D, D, D, 3), grid_sample's (x, y, z)
@@ -164,10 +191,10 @@ def conformation_difference(
     optimiser.step(closure)
     with torch.no_grad():
         after = float(residual())
-        field_a = displacement().reshape(-1, 3) / voxel * pixel_size_a
+        field_a = displacement().reshape(-1, 3) / voxel * voxel_a
         density = (weight * fixed.clamp(min=0.0)).reshape(-1)
         inside = density > 1e-6 * float(density.max())
-        points = (base[0].reshape(-1, 3) / voxel * pixel_size_a)[inside]
+        points = (base[0].reshape(-1, 3) / voxel * voxel_a)[inside]
         rigid = _rigid_part(points, field_a[inside], density[inside])
         rest = (field_a[inside] - rigid).norm(dim=1)
         share = density[inside] / density[inside].sum()
