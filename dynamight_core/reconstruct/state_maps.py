@@ -23,7 +23,6 @@ from dynamight_core.models.deformation import DeformationModel
 from dynamight_core.reconstruct.reference_state import (
     SMOOTHING_OF_SPACING,
     ReferenceState,
-    mean_positions_a,
     state_with,
 )
 
@@ -76,7 +75,7 @@ def state_latents(
 def state_reference(
     model: DeformationModel,
     latent: np.ndarray,
-    latents: torch.Tensor,
+    mean_a: torch.Tensor,
     fit_a: torch.Tensor,
     control_grid: int,
 ) -> ReferenceState:
@@ -88,8 +87,9 @@ def state_reference(
         The half's trained model.
     latent
         `(L,)` the state's latent point.
-    latents
-        `(P, L)` the half's particles' latents (for the mean state the record keeps).
+    mean_a
+        `(N, 3)` the half's mean deformed state (Å; kept in the record, the same for every
+        state: :func:`~.reference_state.mean_positions_a` once per half).
     fit_a
         `(N, 3)` the half's consensus fit (Å).
     control_grid
@@ -99,6 +99,4 @@ def state_reference(
     point = torch.as_tensor(np.asarray(latent)[None], dtype=torch.float32, device=device)
     with torch.no_grad():
         positions = model.deformed_positions_a(point)[0]
-    return state_with(
-        "state", positions, model, mean_positions_a(model, latents), fit_a, control_grid
-    )
+    return state_with("state", positions, model, mean_a, fit_a, control_grid)

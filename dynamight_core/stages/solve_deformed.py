@@ -66,25 +66,25 @@ def _read_sums(
         payload = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(payload, dict) or payload.get("kind") != SUMS_KIND:
             raise InputError(path, "kind", "sums from backproject-deformed", "another file")
-        made_with = payload.get("settings", {}).get("shuffle_latents_seed")
-        if made_with != shuffle_seed:
-            raise InputError(
-                path,
-                "settings.shuffle_latents_seed",
-                str(shuffle_seed),
-                str(made_with),
+        settings = payload.get("settings", {})
+        for key, expected, missing, hint in (
+            (
+                "shuffle_latents_seed",
+                shuffle_seed,
+                None,
                 "The null control's sums and the real run's must not be mixed.",
-            )
-        made_in = payload.get("settings", {}).get("reference", "trained")
-        if made_in != reference:
-            raise InputError(
-                path,
-                "settings.reference",
+            ),
+            (
+                "reference",
                 reference,
-                str(made_in),
+                "trained",  # sums written before the setting
                 "Sums made in another reference state must not be mixed; run "
                 "backproject-deformed again with this deformed.reference.",
-            )
+            ),
+        ):
+            made_with = settings.get(key, missing)
+            if made_with != expected:
+                raise InputError(path, f"settings.{key}", str(expected), str(made_with), hint)
         sums = DeformedSums.from_state(payload["sums"], device)  # type: ignore[arg-type]
         try:
             total = sums if total is None else total.merged(sums)

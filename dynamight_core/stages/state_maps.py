@@ -107,15 +107,17 @@ def run(args: argparse.Namespace) -> None:
     real = geometry.latents[torch.as_tensor(rows, device=geometry.latents.device)].cpu()
     pca = latent_pca(real.double().numpy())
     latents = state_latents(pca, 0, sign, percentiles)
-    fit_a = geometry.reference.fit_a if geometry.reference is not None else None
-    assert fit_a is not None
+    half_state = geometry.reference  # the trained consensus, with the fit and mean states
+    assert half_state is not None
     base = geometry.field
     model = load_half_set_vae(args.model, device).model.requires_grad_(False)
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     states = []
     for index, (percentile, latent) in enumerate(zip(percentiles, latents, strict=True)):
-        reference = state_reference(model, latent, real, fit_a, args.control_grid)
+        reference = state_reference(
+            model, latent, half_state.mean_a, half_state.fit_a, args.control_grid
+        )
         in_state = replace(geometry, field=reference.field(base), reference=reference)
         logger.info("state %d: percentile %g of PC1, %d particles", index, percentile, len(rows))
         volume = reconstruct_subset(
