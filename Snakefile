@@ -25,6 +25,10 @@ include: "workflow/rules/states.smk"
 include: "workflow/rules/report.smk"
 
 
+# every rule's shell command quotes the paths it is given (a WorkflowError otherwise)
+check_shell_quoting(workflow.rules)
+
+
 report: "workflow/report/workflow.rst"
 
 

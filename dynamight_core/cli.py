@@ -102,6 +102,13 @@ def _add_command(
     add_run_argument(sub, "--log-level", "logging level", default="INFO")
     add_file_argument(
         sub,
+        "--log",
+        "write stdout and stderr to this file, taken only when no other running copy "
+        "holds it (a second copy then stops with exit code 2 and leaves it alone)",
+        default=None,
+    )
+    add_file_argument(
+        sub,
         "--record",
         "write a JSON record of this run (host, device, versions, time)",
         default=None,
@@ -147,11 +154,28 @@ def command_name(args: argparse.Namespace) -> str:
     return " ".join(parts)
 
 
+def log_argument(argv: Sequence[str]) -> str | None:
+    """The ``--log`` file of a command line, read before anything else is parsed."""
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    pre.add_argument("--log", default=None)
+    known, _ = pre.parse_known_args(list(argv))
+    return known.log
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one stage; returns the process exit code."""
     from dynamight_core.errors import CheckpointInUseError, InputError, TrainingDivergedError
-    from dynamight_core.logs import setup_logging
+    from dynamight_core.logs import LogInUseError, hold_log, setup_logging
 
+    argv = sys.argv[1:] if argv is None else list(argv)
+    log = log_argument(argv)
+    if log:
+        # before parsing: a usage error goes to the log too, as with `> log 2>&1`
+        try:
+            hold_log(log)
+        except LogInUseError as err:
+            sys.stderr.write(f"dynamight-core: not started: {err}\n")
+            return EXIT_BAD_INPUT
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level)
     logger.info("dynamight-core %s: %s", __version__, " ".join(sys.argv))

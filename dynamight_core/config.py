@@ -59,6 +59,13 @@ def coerce_value(spec: Key, value: Any) -> Any:
         return value
 
 
+def _bound(number: float) -> str:
+    """A bound as written in the schema: integers in full (4000000, not 4e+06)."""
+    if isinstance(number, int) or float(number).is_integer():
+        return str(int(number))
+    return f"{number:g}"
+
+
 def check_value(key: str, spec: Key, value: Any) -> str | None:
     """A problem description, or ``None`` when ``value`` fits ``spec``."""
     if value is None:
@@ -85,11 +92,11 @@ def check_value(key: str, spec: Key, value: Any) -> str | None:
     if spec.choices is not None and value not in spec.choices:
         return f"{key}: expected one of {', '.join(spec.choices)}, found {value!r}"
     if spec.minimum is not None and spec.above_minimum and value <= spec.minimum:
-        return f"{key}: expected a value > {spec.minimum:g}, found {value!r}"
+        return f"{key}: expected a value > {_bound(spec.minimum)}, found {value!r}"
     if spec.minimum is not None and value < spec.minimum:
-        return f"{key}: expected a value >= {spec.minimum:g}, found {value!r}"
+        return f"{key}: expected a value >= {_bound(spec.minimum)}, found {value!r}"
     if spec.maximum is not None and value > spec.maximum:
-        return f"{key}: expected a value <= {spec.maximum:g}, found {value!r}"
+        return f"{key}: expected a value <= {_bound(spec.maximum)}, found {value!r}"
     return None
 
 

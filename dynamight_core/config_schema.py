@@ -128,6 +128,20 @@ SCHEMA: dict[str, Any] = {
             0.5,
             above_minimum=True,
         ),
+        "min_particles_per_half": Key(
+            "int",
+            500,
+            "fewer particles in a half set (or fewer than a tenth of this to train on) are "
+            "too few for a trustworthy latent space and FSC: see too_few_particles",
+            2,
+        ),
+        "too_few_particles": Key(
+            "str",
+            "warn",
+            "below min_particles_per_half: warn (go on, the log and report say so) or stop "
+            "(exit code 2 before any compute)",
+            choices=("warn", "stop"),
+        ),
     },
     "reconstruct": {
         "pad": Key("int", 2, "Fourier padding factor", 1, 4),

@@ -11,18 +11,32 @@ from typing import Any
 
 from dynamight_core.config_key import Key
 
+# upper bounds of a stage's request: a typo (mem_mb: 100000000000) fails validation instead
+# of reaching sbatch, which queues an impossible job for ever or rejects it after the DAG ran
+MAX_CPUS = 256
+MAX_MEM_MB = 4_000_000  # 4 TB
+MAX_RUNTIME_MIN = 30 * 24 * 60  # 30 days
+
 
 def _resources(gpu: int, cpus: int, mem_mb: int, runtime_min: int) -> dict[str, Key]:
     return {
         "gpu": Key("int", gpu, "GPUs requested (0 or 1)", 0, 1),
-        "cpus": Key("int", cpus, "CPU cores (threads) requested", 1, 256),
-        "mem_mb": Key("int", mem_mb, "memory in MB, multiplied by the attempt on retry", 100),
+        "cpus": Key("int", cpus, f"CPU cores (threads) requested (1 to {MAX_CPUS})", 1, MAX_CPUS),
+        "mem_mb": Key(
+            "int",
+            mem_mb,
+            f"memory in MB (100 to {MAX_MEM_MB}), multiplied by the attempt on retry",
+            100,
+            MAX_MEM_MB,
+        ),
         "runtime_min": Key(
             "int",
             runtime_min,
-            "wall time in minutes; a retry asks for the same if the stage resumes from its "
-            "checkpoint, else for attempt x this (capped by slurm.max_runtime_min)",
+            f"wall time in minutes (1 to {MAX_RUNTIME_MIN}); a retry asks for the same if the "
+            "stage resumes from its checkpoint, else for attempt x this (capped by "
+            "slurm.max_runtime_min)",
             1,
+            MAX_RUNTIME_MIN,
         ),
     }
 
@@ -83,6 +97,7 @@ SITE_SECTIONS: dict[str, Any] = {
             "longest wall time in minutes any job asks for, e.g. the partitions' time "
             "limit (null: no cap)",
             1,
+            MAX_RUNTIME_MIN,
             nullable=True,
         ),
     },

@@ -1,8 +1,9 @@
 """Memory a stage may use, and the batch that fits in it.
 
 :func:`device_memory_bytes` tells how much a stage may still allocate (GPU free memory, or
-the host's available memory within its cgroup and SLURM grant); :func:`choose_batch_size`
-halves a requested batch until a step's estimated peak fits, or raises
+the host's available memory within its cgroup and SLURM grant, the grant net of what the
+process already holds); :func:`choose_batch_size` halves a requested batch until a step's
+estimated peak fits, or raises
 :class:`~dynamight_core.errors.MemoryPlanError` naming the settings to change. The estimates
 themselves live with what they estimate (``training/memory.py``, ``reconstruct/memory.py``).
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
@@ -43,6 +45,7 @@ class ByteBreakdown:
 # ---------------------------------------------------------------------------------------------
 
 MEMINFO = Path("/proc/meminfo")
+STATM = Path("/proc/self/statm")
 CGROUP_V2 = Path("/sys/fs/cgroup")
 CGROUP_V1 = Path("/sys/fs/cgroup/memory")
 NO_LIMIT_BYTES = 2**60  # cgroup v1 reports "no limit" as a huge number near 2^63
@@ -92,11 +95,45 @@ def _slurm_bytes(environ: dict[str, str]) -> int | None:
     return None
 
 
+def resident_bytes(statm: Path = STATM) -> int:
+    """Resident memory of this process now, in bytes (its baseline before a step).
+
+    The second field of ``/proc/self/statm`` (pages) times the page size; where that file
+    is missing, the peak resident size from ``resource.getrusage`` (an upper bound).
+    """
+    try:
+        return int(statm.read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        import resource  # not on Windows; statm is read on Linux
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return int(peak) if sys.platform == "darwin" else int(peak) * 1024
+
+
+def _slurm_left_bytes(environ: dict[str, str], resident: int | None) -> int | None:
+    """The SLURM grant less what this process already holds (torch, the data), bytes.
+
+    The grant is a total for the job, unlike the other limits, which are already net of
+    this process's use; ``resident`` defaults to :func:`resident_bytes` now.
+    """
+    grant = _slurm_bytes(environ)
+    if grant is None:
+        return None
+    held = resident_bytes() if resident is None else resident
+    logger.info(
+        "SLURM granted %.2f GB; this process already holds %.2f GB of it",
+        grant / 1e9,
+        held / 1e9,
+    )
+    return max(grant - held, 0)
+
+
 def host_memory_bytes(
     meminfo: Path = MEMINFO,
     cgroup_v2: Path = CGROUP_V2,
     cgroup_v1: Path = CGROUP_V1,
     environ: dict[str, str] | None = None,
+    resident: int | None = None,
 ) -> int:
     """Bytes of host memory this process may still use.
 
@@ -104,12 +141,15 @@ def host_memory_bytes(
     its usage (cgroup v2 ``memory.max - memory.current``, else v1 ``memory.limit_in_bytes
     - memory.usage_in_bytes``; SLURM confines jobs in one); the job's SLURM grant
     (``SLURM_MEM_PER_NODE``, or ``SLURM_MEM_PER_CPU`` times the task's CPUs, in MB), which is
-    a total, not what is left of it. The paths and environment are parameters for tests.
+    a total, less this process's resident memory at the time of the call (``resident``
+    bytes, default :func:`resident_bytes`): a Python process with torch and the data loaded
+    holds hundreds of MB before its first step. The paths, environment and resident size
+    are parameters for tests.
     """
     candidates = [
         _meminfo_available_bytes(meminfo),
         _cgroup_free_bytes(cgroup_v2, cgroup_v1),
-        _slurm_bytes(dict(os.environ) if environ is None else environ),
+        _slurm_left_bytes(dict(os.environ) if environ is None else environ, resident),
     ]
     known = [value for value in candidates if value is not None]
     if not known:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -145,39 +145,117 @@ class BatchReader:
         batch_size: int,
         what: str,
         shuffle_seed: int | None = None,
-    ) -> Iterator[ParticleBatch]:
-        """:meth:`batches`, reporting progress as ``what`` (``dynamight_core.progress``)."""
-        return track(
-            self.batches(indices, batch_size, shuffle_seed),
-            len(indices),
-            what,
-            size=lambda batch: len(batch.indices),
-            logger=logger,
-        )
+    ) -> Generator[ParticleBatch, None, None]:
+        """:meth:`batches`, reporting progress as ``what`` (``dynamight_core.progress``).
+
+        Closing this iterator (e.g. ``contextlib.closing`` around an epoch) closes the
+        batches' prefetcher at once, not when the garbage collector gets to it.
+        """
+        batches = self.batches(indices, batch_size, shuffle_seed)
+        try:
+            yield from track(
+                batches,
+                len(indices),
+                what,
+                size=lambda batch: len(batch.indices),
+                logger=logger,
+            )
+        finally:
+            batches.close()
 
     def batches(
         self, indices: np.ndarray, batch_size: int, shuffle_seed: int | None = None
-    ) -> Iterator[ParticleBatch]:
-        """Batches over ``indices`` (shuffled with ``shuffle_seed``), read one ahead."""
+    ) -> Generator[ParticleBatch, None, None]:
+        """Batches over ``indices`` (shuffled with ``shuffle_seed``), read one ahead.
+
+        However the loop over them ends (done, an exception, an early stop, the generator
+        closed), its :class:`Prefetcher` is stopped, joined and emptied.
+        """
         order = np.array(indices)
         if shuffle_seed is not None:
             np.random.default_rng(shuffle_seed).shuffle(order)
         chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-        ahead: queue.Queue[ParticleBatch | BaseException | None] = queue.Queue(maxsize=2)
+        prefetcher = Prefetcher(self.read, chunks)
+        try:
+            yield from prefetcher
+        finally:
+            prefetcher.close()
 
-        def produce() -> None:
+
+PREFETCH_THREAD_NAME = "dynamight-prefetch"
+PREFETCH_POLL_S = 0.05
+
+
+class Prefetcher:
+    """Reads batches ahead in a background thread, so the disk and the compute overlap.
+
+    At most ``depth`` batches wait in :attr:`queue` (plus the one being read). Iterating
+    yields them in order and re-raises a reading error; :meth:`close` stops the thread,
+    joins it and drops every batch it still holds, so that nothing (a thread blocked on a
+    full queue, batches on the device) outlives the loop that used it.
+
+    Parameters
+    ----------
+    read
+        Makes the batch of one chunk of STAR rows.
+    chunks
+        The rows of each batch, in order.
+    depth
+        Batches read ahead.
+    """
+
+    def __init__(
+        self,
+        read: Callable[[np.ndarray], ParticleBatch],
+        chunks: list[np.ndarray],
+        depth: int = 2,
+    ) -> None:
+        self.chunks = chunks
+        self.queue: queue.Queue[ParticleBatch | BaseException | None] = queue.Queue(depth)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(
+            target=self._produce, args=(read, chunks), name=PREFETCH_THREAD_NAME, daemon=True
+        )
+        self.thread.start()
+
+    def _put(self, item: ParticleBatch | BaseException | None) -> bool:
+        """Queue ``item``, waiting for room; ``False`` (dropped) once stopped."""
+        while not self.stop.is_set():
             try:
-                for chunk in chunks:
-                    ahead.put(self.read(chunk))
-            except BaseException as error:  # handed to the consumer, re-raised there
-                ahead.put(error)
-                return
-            ahead.put(None)
+                self.queue.put(item, timeout=PREFETCH_POLL_S)
+                return True
+            except queue.Full:
+                continue
+        return False
 
-        worker = threading.Thread(target=produce, daemon=True)
-        worker.start()
-        while (item := ahead.get()) is not None:
+    def _produce(
+        self, read: Callable[[np.ndarray], ParticleBatch], chunks: list[np.ndarray]
+    ) -> None:
+        try:
+            for chunk in chunks:
+                if self.stop.is_set() or not self._put(read(chunk)):
+                    return
+        except BaseException as error:  # handed to the consumer, re-raised there
+            self._put(error)
+            return
+        self._put(None)
+
+    def __iter__(self) -> Iterator[ParticleBatch]:
+        while (item := self.queue.get()) is not None:
             if isinstance(item, BaseException):
                 raise item
             yield item
-        worker.join()
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                self.queue.get_nowait()
+            except queue.Empty:
+                return
+
+    def close(self) -> None:
+        """Stop reading, wait for the thread (at most one read) and drop what it queued."""
+        self.stop.set()
+        self._drain()
+        self.thread.join()
+        self._drain()

@@ -71,6 +71,47 @@ def assign_validation(halves: np.ndarray, fraction: float, seed: int) -> np.ndar
     return validation
 
 
+def check_half_set_sizes(
+    source: str | Path,
+    halves: np.ndarray,
+    validation: np.ndarray,
+    min_per_half: int,
+    stop: bool,
+) -> list[str]:
+    """Warn (or, with ``stop``, fail) when a half set is too small to trust its results.
+
+    Too small: fewer than ``min_per_half`` particles in a half set, or fewer than a tenth of
+    that left to train on after the validation particles. Returns the warnings given.
+
+    Raises
+    ------
+    InputError
+        With ``stop``, at the first half set that is too small.
+    """
+    warnings = []
+    for half in (1, 2):
+        members = halves == half
+        total, training = int(members.sum()), int((members & ~validation).sum())
+        if total >= min_per_half and training >= max(min_per_half // 10, 1):
+            continue
+        found = f"{total} particles, {training} of them to train on"
+        if stop:
+            raise InputError(
+                source,
+                f"half set {half}",
+                f"at least {min_per_half} particles (split.min_particles_per_half)",
+                found,
+                "Use more particles, or lower split.validation_fraction",
+            )
+        message = (
+            f"{source}: half set {half} has {found}: fewer than split.min_particles_per_half "
+            f"({min_per_half}); its latent space, motions and FSC are dominated by noise"
+        )
+        logger.warning("%s", message)
+        warnings.append(message)
+    return warnings
+
+
 def write_halves(
     path: str | Path,
     particle_set: ParticleSet,

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
 from dynamight_core.errors import InputError
+from dynamight_core.io.identity import check_latents_from_model
+
+# train-vae's run id is hex text: read as text, so "0012..." keeps its zeros
+_DTYPES = {"model_run": str}
 
 
 @dataclass(frozen=True)
@@ -24,11 +29,15 @@ class LatentTable:
         `(M, L)` refined latent means (``mu_*``) of those rows.
     validation
         `(M,)` True for the particles held out of training.
+    model_run, half
+        The training run and half set that wrote the table (``None`` when not recorded).
     """
 
     rows: np.ndarray
     latents: torch.Tensor
     validation: np.ndarray
+    model_run: str | None = None
+    half: int | None = None
 
     def by_row(self, n_rows: int) -> torch.Tensor:
         """`(n_rows, L)` latents indexed by STAR row (zero for rows of the other half)."""
@@ -44,7 +53,8 @@ class LatentTable:
         images they were found in.
         """
         order = derangement(len(self.rows), seed)
-        return LatentTable(self.rows, self.latents[torch.from_numpy(order)], self.validation)
+        shuffled = self.latents[torch.from_numpy(order)]
+        return LatentTable(self.rows, shuffled, self.validation, self.model_run, self.half)
 
 
 def derangement(n: int, seed: int) -> np.ndarray:
@@ -78,7 +88,7 @@ def read_latent_table(path: str | Path, expected_rows: np.ndarray) -> LatentTabl
     InputError
         Naming the file and the column or rows that do not match.
     """
-    table = pd.read_csv(path)
+    table = pd.read_csv(path, dtype=_DTYPES)
     columns = mean_columns(table)
     for needed, present in (("row", "row" in table), ("mu_0", bool(columns))):
         if not present:
@@ -104,7 +114,48 @@ def read_latent_table(path: str | Path, expected_rows: np.ndarray) -> LatentTabl
         if "validation" in table
         else np.zeros(len(rows), bool)
     )
-    return LatentTable(rows, values, validation)
+    return LatentTable(rows, values, validation, *latent_origin(path, table))
+
+
+def latent_origin(path: str | Path, table: pd.DataFrame) -> tuple[str | None, int | None]:
+    """The training run (``model_run``) and half set (``half``) a latent table records.
+
+    ``None`` for a column the table does not have (a table from before run ids, or made by
+    the user).
+
+    Raises
+    ------
+    InputError
+        When a column holds more than one value (tables of different runs put together).
+    """
+    found: list[Any] = []
+    for column in ("model_run", "half"):
+        if column not in table:
+            found.append(None)
+            continue
+        values = table[column].astype(str).unique()
+        if len(values) != 1:
+            raise InputError(
+                path, column, "one value (the table of one training run)", f"{len(values)} values"
+            )
+        found.append(values[0])
+    run, half = found
+    return run, None if half is None else int(half)
+
+
+def check_latents_match_model(
+    path: str | Path, table: pd.DataFrame | LatentTable, model_path: str | Path, vae: Any
+) -> None:
+    """Fail unless the latent table at ``path`` was written with the half-set VAE ``vae``.
+
+    ``vae`` is a :class:`~dynamight_core.training.half_set_vae.HalfSetVae` (its ``run`` and
+    ``half``), read from ``model_path``.
+    """
+    if isinstance(table, LatentTable):
+        run, half = table.model_run, table.half
+    else:
+        run, half = latent_origin(path, table)
+    check_latents_from_model(path, run, half, model_path, vae.run, vae.half)
 
 
 def read_latent_means(path: str | Path) -> tuple[pd.DataFrame, np.ndarray]:
@@ -117,7 +168,7 @@ def read_latent_means(path: str | Path) -> tuple[pd.DataFrame, np.ndarray]:
         columns, or latents that are not finite.
     """
     try:
-        table = pd.read_csv(path)
+        table = pd.read_csv(path, dtype=_DTYPES)
     except (OSError, ValueError) as err:
         raise InputError(path, "file", "train-vae's latent table (CSV)", str(err)) from None
     columns = mean_columns(table)

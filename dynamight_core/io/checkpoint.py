@@ -233,7 +233,7 @@ def read_model_file(path: str | Path, kind: str) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "file", f"a {kind} file", "no such file")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    payload = _load_model_payload(path, f"a {kind} file")
     if not isinstance(payload, dict) or payload.get("kind") != kind:
         found = payload.get("kind") if isinstance(payload, dict) else type(payload).__name__
         raise InputError(path, "kind", f"a {kind} file", repr(found))
@@ -245,5 +245,20 @@ def model_kind(path: str | Path) -> str | None:
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "file", "a model file", "no such file")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    payload = _load_model_payload(path, "a model file")
     return payload.get("kind") if isinstance(payload, dict) else None
+
+
+def _load_model_payload(path: Path, expected: str) -> Any:
+    """``torch.load(weights_only=True)`` of ``path``; an :class:`InputError` if it fails.
+
+    A file that is not a saved torch object (a CSV, a STAR file, an empty or truncated file)
+    makes ``torch.load`` raise one of many exception types (``UnpicklingError``,
+    ``EOFError``, ``IndexError``, ``RuntimeError``, ...); all mean the same: the wrong file.
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise InputError(
+            path, "file", expected, f"a file torch cannot read ({type(error).__name__})"
+        ) from None

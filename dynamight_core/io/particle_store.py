@@ -14,18 +14,22 @@ thrown away by the Fourier crop of the training grid. A store is written once pe
     particles' pose and CTF metadata as the STAR file gave them (:data:`METADATA_FIELDS`).
 ``<store>/store.json``
     The manifest: format, box d, full box D, full pixel size (Å), dtype, value scale,
-    particle count, file sizes and a unique ``store_id``.
+    particle count, file sizes, a unique ``store_id`` and a fingerprint of every source
+    stack the images came from (size, modification time and a hash of sampled blocks).
 
 The store is written in a temporary folder beside its destination, the manifest last, and
 the folder is renamed into place: a store without a manifest is partial and is refused.
 :func:`open_particle_store` checks a store against the particles it is used with before
 any compute (rows, image names, box, pixel size, poses and CTFs), so a store left behind
-by an older STAR file is refused, not silently used. Numpy only: the transforms are made
+by an older STAR file is refused, not silently used; so is a store whose source stacks have
+changed since (other images behind the same STAR file): their sizes and sampled hashes are
+compared, a few reads per stack. Numpy only: the transforms are made
 by the caller (``data/store_images.py``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -145,6 +149,7 @@ def write_particle_store(
         _write_images(partial / IMAGES_FILE, rows, layout, transform, chunk_particles)
         np.savez(partial / TABLE_FILE, **_table(particle_set, rows))
         manifest = _manifest(partial, layout, len(rows), particle_set.star_path)
+        manifest["stacks"] = stack_fingerprints(particle_set, rows)
         (partial / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1) + "\n")
         _move_into_place(partial, final)
     finally:
@@ -253,6 +258,85 @@ def _manifest(folder: Path, layout: StoreLayout, count: int, star_path: Path) ->
     }
 
 
+SAMPLED_BLOCKS = 8
+SAMPLED_BLOCK_BYTES = 1 << 16
+
+
+def sampled_sha256(path: Path) -> str:
+    """SHA-256 of ``SAMPLED_BLOCKS`` blocks spread over a file (first and last included).
+
+    A cheap check that a file holds the same bytes: about half a megabyte read per file
+    whatever its size; with the size, it tells apart any two stacks of other images.
+    """
+    size = path.stat().st_size
+    digest = hashlib.sha256(str(size).encode())
+    last = max(size - SAMPLED_BLOCK_BYTES, 0)
+    starts = sorted({round(last * k / (SAMPLED_BLOCKS - 1)) for k in range(SAMPLED_BLOCKS)})
+    with open(path, "rb") as handle:
+        for start in starts:
+            handle.seek(start)
+            digest.update(handle.read(SAMPLED_BLOCK_BYTES))
+    return digest.hexdigest()
+
+
+def stack_fingerprints(particle_set: ParticleSet, rows: np.ndarray) -> dict[str, dict[str, Any]]:
+    """Size (bytes), modification time (ns) and sampled hash of each stack of ``rows``."""
+    used = np.unique(np.asarray(particle_set.file_index)[rows])
+    prints = {}
+    for index in used.tolist():
+        path = Path(particle_set.image_files[index])
+        status = path.stat()
+        prints[str(path)] = {
+            "bytes": status.st_size,
+            "mtime_ns": status.st_mtime_ns,
+            "sampled_sha256": sampled_sha256(path),
+        }
+    return prints
+
+
+def _check_stacks(source: Path, manifest: dict[str, Any], particle_set: ParticleSet) -> None:
+    """Fail when a source stack the store was made from now holds other bytes.
+
+    Stacks of the same size and modification time are taken as unchanged; otherwise (a
+    copy, a touched file) the sampled hash decides. A store from before fingerprints is
+    accepted with a warning.
+    """
+    recorded = manifest.get("stacks")
+    if recorded is None:
+        logger.warning("%s: no fingerprints of the source stacks: cannot check them", source)
+        return
+    now = {str(Path(p)) for p in particle_set.image_files}
+    by_name: dict[str, list[str]] = {}
+    for known in now:
+        by_name.setdefault(Path(known).name, []).append(known)
+    for name, expected in recorded.items():
+        # a project moved as a whole: the same stack names in another folder
+        moved = by_name.get(Path(name).name, [])
+        path = Path(name) if name in now else Path(moved[0]) if len(moved) == 1 else None
+        if path is None or not path.is_file():
+            raise InputError(
+                source,
+                "stacks",
+                f"the stack {name} among the STAR file's stacks",
+                "a STAR file with other stacks",
+                "Run store-particles again for this STAR file",
+            )
+        status = path.stat()
+        if status.st_size == expected["bytes"] and status.st_mtime_ns == expected["mtime_ns"]:
+            continue
+        if (
+            status.st_size != expected["bytes"]
+            or sampled_sha256(path) != expected["sampled_sha256"]
+        ):
+            raise InputError(
+                path,
+                "images",
+                f"the images the store {source.parent} was made from",
+                "other bytes (changed since store-particles)",
+                "Run store-particles again",
+            )
+
+
 def _move_into_place(partial: Path, final: Path) -> None:
     """Rename the finished ``partial`` folder to ``final``, replacing an old store."""
     partial.chmod(0o777 & ~_umask())
@@ -285,8 +369,11 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
             "no manifest: an interrupted or partial store",
             "Run store-particles again.",
         )
-    manifest: dict[str, Any] = json.loads(manifest_path.read_text())
-    if manifest.get("format") != FORMAT:
+    try:
+        manifest: dict[str, Any] = json.loads(manifest_path.read_text())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise InputError(manifest_path, "file", "the store's JSON manifest", f"{err}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise InputError(manifest_path, "format", FORMAT, repr(manifest.get("format")))
     for name, size in manifest["file_bytes"].items():
         found = (folder / name).stat().st_size if (folder / name).is_file() else None
@@ -324,6 +411,28 @@ class ParticleStore:
         if self._images is None:
             self._images = np.load(self.path / IMAGES_FILE, mmap_mode="r")
         return self._images
+
+    def check_images(self) -> None:
+        """Fail unless ``images.npy`` opens with the manifest's shape and dtype.
+
+        Raises
+        ------
+        InputError
+            Naming the file: a corrupt header (e.g. overwritten bytes), another shape or dtype.
+        """
+        path = self.path / IMAGES_FILE
+        try:
+            images = self._mapped()
+        except Exception as err:  # numpy's header parser raises assorted errors on garbage
+            raise InputError(path, "header", "a numpy .npy array", f"unreadable ({err})") from None
+        expected = (int(self.manifest["particles"]), *self.layout.image_shape())
+        if images.shape != expected or images.dtype != np.dtype(self.layout.precision):
+            raise InputError(
+                path,
+                "shape",
+                f"{expected} {self.layout.precision} (the manifest)",
+                f"{images.shape} {images.dtype}",
+            )
 
     def read(self, indices: np.ndarray) -> np.ndarray:
         """Stored transforms of the particles ``indices`` (STAR rows, any order).
@@ -380,13 +489,20 @@ def open_particle_store(
     folder = Path(path)
     manifest = read_manifest(folder)
     _check_grid(folder / MANIFEST_FILE, manifest, particle_set)
+    _check_stacks(folder / MANIFEST_FILE, manifest, particle_set)
     table_path = folder / TABLE_FILE
-    with np.load(table_path) as table:
-        _check_rows(table_path, table, particle_set, np.sort(np.asarray(rows, dtype=np.int64)))
-        for name, tolerance in METADATA_FIELDS.items():
-            _check_field(table_path, table, particle_set, name, tolerance)
-        stored_rows = np.asarray(table["rows"])
-    return ParticleStore(folder, manifest, stored_rows)
+    try:
+        with np.load(table_path) as table:
+            wanted = np.sort(np.asarray(rows, dtype=np.int64))
+            _check_rows(table_path, table, particle_set, wanted)
+            for name, tolerance in METADATA_FIELDS.items():
+                _check_field(table_path, table, particle_set, name, tolerance)
+            stored_rows = np.asarray(table["rows"])
+    except (ValueError, OSError, KeyError) as err:
+        raise InputError(table_path, "file", "the store's table (numpy .npz)", f"{err}") from None
+    store = ParticleStore(folder, manifest, stored_rows)
+    store.check_images()
+    return store
 
 
 def _check_grid(source: Path, manifest: dict[str, Any], particle_set: ParticleSet) -> None:

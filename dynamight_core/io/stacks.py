@@ -7,6 +7,7 @@ requested slices, so memory use does not grow with the number of particles.
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import mrcfile
@@ -19,19 +20,28 @@ logger = logging.getLogger(__name__)
 
 _MRC_MODE_BYTES = {0: 1, 1: 2, 2: 4, 6: 2, 12: 2}
 SCAN_CHUNK_IMAGES = 1024
+# a stack's header pixel size may differ from the STAR file's by this fraction (the header
+# keeps the cell in float32, and RELION rounds pixel sizes it writes) before a warning
+PIXEL_SIZE_RTOL = 1e-3
+PIXEL_SIZE_WARNINGS = 5
 
 
-def _stack_header(path: Path) -> tuple[int, int, int, int, int]:
-    """(nx, ny, nz, mode, data offset in bytes) from an MRC header."""
+def _stack_header(path: Path) -> tuple[int, int, int, int, int, float]:
+    """(nx, ny, nz, mode, data offset in bytes, pixel size in Å or 0) from an MRC header.
+
+    The pixel size is the cell's x length over its sampling ``mx`` (0 when ``mx`` is 0).
+    """
     try:
         with mrcfile.open(path, mode="r", header_only=True, permissive=False) as mrc:
             header = mrc.header
+            mx = int(header.mx)
             return (
                 int(header.nx),
                 int(header.ny),
                 int(header.nz),
                 int(header.mode),
                 1024 + int(header.nsymbt),
+                float(header.cella.x) / mx if mx > 0 else 0.0,
             )
     except ValueError as err:
         raise InputError(
@@ -39,10 +49,52 @@ def _stack_header(path: Path) -> tuple[int, int, int, int, int]:
         ) from err
 
 
+def pixel_size_differs(header_a: float, star_a: float) -> bool:
+    """Whether a stack's header pixel size (Å) disagrees with the STAR file's.
+
+    A header pixel size of 0 (or not finite) means "not recorded" and never disagrees; any
+    other value, 1.0 included (RELION writes the real one), must agree with
+    ``rlnImagePixelSize`` to a relative :data:`PIXEL_SIZE_RTOL`.
+    """
+    if not math.isfinite(header_a) or header_a <= 0.0:
+        return False
+    return not math.isclose(header_a, star_a, rel_tol=PIXEL_SIZE_RTOL)
+
+
+def warn_pixel_sizes(header_a: dict[Path, float], star_a: float) -> int:
+    """One warning line per stack whose header pixel size is not the STAR file's.
+
+    ``header_a``: each stack's header pixel size in Å. At most :data:`PIXEL_SIZE_WARNINGS`
+    stacks are named, the rest counted in one more line. Returns how many disagree; the
+    STAR file's value is the one used.
+    """
+    differing = [
+        (path, size) for path, size in header_a.items() if pixel_size_differs(size, star_a)
+    ]
+    for path, size in differing[:PIXEL_SIZE_WARNINGS]:
+        logger.warning(
+            "%s: the stack header's pixel size is %.4f Å, the STAR file's rlnImagePixelSize "
+            "%.4f Å; using the STAR file's (were the particles rescaled without updating "
+            "one of them?)",
+            path,
+            size,
+            star_a,
+        )
+    if len(differing) > PIXEL_SIZE_WARNINGS:
+        logger.warning(
+            "%d more stacks have a header pixel size other than the STAR file's %.4f Å",
+            len(differing) - PIXEL_SIZE_WARNINGS,
+            star_a,
+        )
+    return len(differing)
+
+
 def validate_stacks(particle_set: ParticleSet, scan_values: bool = True) -> None:
     """Check every stack the STAR file refers to, before any compute.
 
     Checks: readable header, square even images of the size given by the optics table,
+    the header's pixel size against the STAR file's (a warning, see
+    :func:`warn_pixel_sizes`),
     a data block as long as the header says (not truncated), every ``rlnImageName`` index
     inside its stack, and (when ``scan_values``) finite pixel values.
 
@@ -54,8 +106,9 @@ def validate_stacks(particle_set: ParticleSet, scan_values: bool = True) -> None
     scan_values
         Also read every referenced image once to look for NaN/Inf pixels.
     """
+    header_pixel_sizes: dict[Path, float] = {}
     for file_number, path in enumerate(particle_set.image_files):
-        nx, ny, nz, mode, offset = _stack_header(path)
+        nx, ny, nz, mode, offset, header_pixel_sizes[path] = _stack_header(path)
         if nx != ny:
             raise InputError(path, "image shape", "square images", f"{nx} x {ny} px")
         if nx % 2:
@@ -96,6 +149,7 @@ def validate_stacks(particle_set: ParticleSet, scan_values: bool = True) -> None
             )
         if scan_values and used.size:
             _scan_finite(path, np.unique(used))
+    warn_pixel_sizes(header_pixel_sizes, particle_set.pixel_size_a)
 
 
 def _scan_finite(path: Path, used: np.ndarray) -> None:

@@ -153,6 +153,7 @@ def _optics_per_particle(
         if "rlnImagePixelSize" in particles.columns:
             table["rlnImagePixelSize"] = particles["rlnImagePixelSize"]
         elif {"rlnDetectorPixelSize", "rlnMagnification"} <= set(particles.columns):
+            _require(particles, ("rlnDetectorPixelSize", "rlnMagnification"), path, "particles")
             table["rlnImagePixelSize"] = (
                 particles["rlnDetectorPixelSize"] * 1e4 / particles["rlnMagnification"]
             )

@@ -1,6 +1,7 @@
 """Plausibility of the values in a particle STAR file, checked before any image is read.
 
-Optics and CTF values must be physically possible (a zero pixel size or voltage, an
+Integer columns (optics group, class, half set, image size) must hold whole numbers, optics
+and CTF values must be physically possible (a zero pixel size or voltage, an
 amplitude contrast above 1 or a negative defocus gave all-NaN or confidently wrong maps),
 each image may be listed only once, and refined optics that the image model leaves out are
 named in a warning.
@@ -29,6 +30,17 @@ VALUE_RANGES: dict[str, tuple[float, float, bool, bool, str]] = {
     "rlnDefocusV": (0.0, 1e6, False, True, "an underfocus in (0, 1e6] Å (RELION: positive)"),
     "rlnCtfScalefactor": (0.0, 1e3, False, True, "a CTF scale factor in (0, 1000]"),
 }
+# columns RELION reads as integers (labels, indices, sizes): a fractional value such as
+# rlnOpticsGroup 1.7 is an error here (RELION would truncate it without a word)
+INTEGER_COLUMNS = (
+    "rlnOpticsGroup",
+    "rlnImageSize",
+    "rlnImageDimensionality",
+    "rlnClassNumber",
+    "rlnGroupNumber",
+    "rlnRandomSubset",
+    "rlnHelicalTubeID",
+)
 # refinements of the optics RELION can estimate that this program does not model, and the
 # value each takes when it is off
 IGNORED_REFINEMENTS: dict[str, float | None] = {
@@ -62,8 +74,30 @@ def check_range(values: pd.Series, column: str, path: Path, block: str) -> None:
         )
 
 
+def check_integers(values: pd.Series, column: str, path: Path, block: str) -> None:
+    """Fail on the first value of ``column`` that is not a whole number (``1.0`` is one)."""
+    numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(numbers) | (numbers != np.round(numbers))
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise InputError(
+            path,
+            f"{column} (data_{block}) row {row + 1}",
+            "a whole number (RELION reads this column as an integer)",
+            repr(values.iloc[row]),
+        )
+
+
 def check_ranges(table: pd.DataFrame, path: Path, block: str) -> None:
-    """Range-check every column of ``table`` that :data:`VALUE_RANGES` knows."""
+    """Type- and range-check the columns of ``table`` that have a type or range.
+
+    :data:`INTEGER_COLUMNS` must hold whole numbers, :data:`VALUE_RANGES` physically
+    possible values.
+    """
+    for column in INTEGER_COLUMNS:
+        if column in table.columns:
+            check_integers(table[column], column, path, block)
     for column in VALUE_RANGES:
         if column in table.columns:
             check_range(table[column], column, path, block)

@@ -372,11 +372,13 @@ def write_star_split(
     keep: np.ndarray,
     out_selected: str | Path,
     out_complement: str | Path,
+    others: np.ndarray | None = None,
 ) -> tuple[int, int]:
     """Write the selected particles and the rest of ``source`` to two STAR files.
 
     Both files are copies of ``source``'s text as in :func:`write_star_subset`: the
-    first keeps the rows where ``keep`` is True, the second the rows where it is False.
+    first keeps the rows where ``keep`` is True, the second the rows where ``others`` is
+    True (by default every row where ``keep`` is False).
     The source is parsed and checked once; nothing is written unless both checks pass.
     An empty side follows :func:`write_star_subset`'s rule for empty selections; it is
     written first, so that when it is refused neither file is written.
@@ -388,8 +390,11 @@ def write_star_split(
     keep
         `(N,)` boolean, one value per particle row of ``source`` in file order.
     out_selected, out_complement
-        Output STAR files for ``keep`` and ``~keep``; two different files, neither
+        Output STAR files for ``keep`` and ``others``; two different files, neither
         ``source``.
+    others
+        `(N,)` boolean, the rows of the complement (none of ``keep``'s); ``~keep`` when
+        ``None``. Rows in neither are written to neither file.
 
     Returns
     -------
@@ -405,13 +410,16 @@ def write_star_split(
     selected_path, complement_path = Path(out_selected), Path(out_complement)
     values = _check_keep(source_path, keep)
     _check_outputs(source_path, [selected_path, complement_path])
+    rest = ~values if others is None else _check_keep(source_path, others)
+    if (rest & values).any():
+        raise ValueError("a particle cannot be both selected and in the complement")
     particles = _load_particles(source_path, values)
-    if values.size and values.all():
+    if values.size and not rest.any():
         # an empty side is checked as it is written: write it first, so that a refused
         # empty side leaves no file behind
-        complement = _write(source_path, particles, ~values, complement_path)
+        complement = _write(source_path, particles, rest, complement_path)
         selected = _write(source_path, particles, values, selected_path)
     else:
         selected = _write(source_path, particles, values, selected_path)
-        complement = _write(source_path, particles, ~values, complement_path)
+        complement = _write(source_path, particles, rest, complement_path)
     return selected, complement

@@ -60,6 +60,33 @@ MIN_THRESHOLD_FRACTION = 0.1
 MIN_COMPONENT_FRACTION = 0.1
 
 
+class GuinierRangeError(ValueError):
+    """Too few shells with non-zero amplitude lie in the range of a Guinier fit."""
+
+
+class EmptyMaskError(ValueError):
+    """No voxel of the low-passed map exceeds the mask threshold.
+
+    Attributes
+    ----------
+    threshold
+        The density level applied (map units).
+    maximum
+        The low-passed map's maximum (map units).
+    lowpass_a
+        The low-pass resolution (Å).
+    """
+
+    def __init__(self, threshold: float, maximum: float, lowpass_a: float) -> None:
+        self.threshold = threshold
+        self.maximum = maximum
+        self.lowpass_a = lowpass_a
+        super().__init__(
+            f"no voxel of the map low-passed at {lowpass_a:g} Å exceeds the mask threshold "
+            f"{threshold:g} (its maximum is {maximum:g})"
+        )
+
+
 @dataclass(frozen=True)
 class GuinierFit:
     """A straight line through ``ln <|F|>`` against ``s^2``.
@@ -191,7 +218,7 @@ def guinier_fit(
 
     Raises
     ------
-    ValueError
+    GuinierRangeError
         If fewer than 3 shells with non-zero amplitude lie between the two resolutions.
     """
     box = _check_cube(volume)
@@ -207,7 +234,7 @@ def guinier_fit(
         & np.isfinite(log_amplitude)
     )
     if fitted.sum() < MIN_GUINIER_SHELLS:
-        raise ValueError(
+        raise GuinierRangeError(
             f"the Guinier fit needs at least {MIN_GUINIER_SHELLS} shells between "
             f"{fit_from_a:g} Å and {high_a:g} Å, but box {box} at {pixel_size_a:g} Å/px "
             f"has {int(fitted.sum())} (shell resolutions run from {resolution_a[0]:.3g} Å "
@@ -361,6 +388,19 @@ def _major_components(inside: np.ndarray) -> np.ndarray:
     return np.isin(labels, keep)
 
 
+def spherical_fallback_mask(box_px: int, pixel_size_a: float, soft_edge_a: float) -> np.ndarray:
+    """`(D, D, D)` float32 soft sphere for a consensus map whose density no threshold finds.
+
+    The sphere is the region the automatic threshold takes for background: radius
+    ``0.4 x D`` less the soft edge (``soft_edge_a``), at least ``D / 8``, so that the edge
+    stays inside the box. Post-processing, the masked FSCs and local resolution then still
+    run (on a map of pure noise they measure no resolution) where no particle was found.
+    """
+    edge_px = soft_edge_a / pixel_size_a
+    radius_px = max(BACKGROUND_RADIUS_FRACTION * box_px - edge_px, box_px / 8)
+    return spherical_mask(box_px, radius_px, edge_px).astype(np.float32)
+
+
 def mask_from_consensus(
     volume: np.ndarray,
     pixel_size_a: float,
@@ -390,7 +430,7 @@ def mask_from_consensus(
 
     Raises
     ------
-    ValueError
+    EmptyMaskError
         If no voxel of the low-passed map exceeds the threshold.
     """
     lowpassed = _lowpass(volume, pixel_size_a, lowpass_a)
@@ -398,10 +438,7 @@ def mask_from_consensus(
     level = _automatic_threshold(lowpassed, cut_shell) if threshold is None else float(threshold)
     inside = lowpassed > level
     if not inside.any():
-        raise ValueError(
-            f"no voxel of the map low-passed at {lowpass_a:g} Å exceeds the mask threshold "
-            f"{level:g} (its maximum is {float(lowpassed.max()):g})"
-        )
+        raise EmptyMaskError(level, float(lowpassed.max()), float(lowpass_a))
     kept = _major_components(inside).astype(np.float32)
     mask = mask_from_map(kept, 0.5, extend_a / pixel_size_a, soft_edge_a / pixel_size_a)
     fraction = float((mask >= 0.5).mean())

@@ -51,6 +51,11 @@ def plot_postprocess(path: str | Path, result: Postprocessed, label: str) -> Non
     left.set_title(f"{label}: half-map FSC")
     left.legend(fontsize=7, loc="lower left")
     guinier = result.guinier
+    if guinier is None:
+        right.text(0.5, 0.5, "no Guinier fit\n(no resolution)", ha="center", va="center")
+        right.set_title("Guinier plot")
+        _save(fig, path)
+        return
     s2, log_amplitude = guinier.squared_frequency_a2, guinier.log_amplitude
     fitted = guinier.fitted
     # up to 1.5x the fit's highest frequency: beyond, FSC weighting has zeroed the shells

@@ -68,6 +68,8 @@ class Page:
         """A table of escaped cells (floats with 4 significant digits)."""
 
         def cell(value: Any) -> str:
+            if value is None:
+                return "none"
             text = f"{value:.4g}" if isinstance(value, float) else str(value)
             return html.escape(text)
 

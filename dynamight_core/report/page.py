@@ -38,8 +38,8 @@ def _better_map(
     page.heading("Local resolution", 3)
     change, maps = summary["gain"], summary["maps"]
     page.paragraph(
-        f"Median local resolution {maps['consensus']['local_resolution_median_a']:.2f} Å "
-        f"(consensus) and {maps['deformed']['local_resolution_median_a']:.2f} Å "
+        f"Median local resolution {_angstrom(maps['consensus']['local_resolution_median_a'])} "
+        f"(consensus) and {_angstrom(maps['deformed']['local_resolution_median_a'])} "
         f"(deformed); the deformed map is finer in "
         f"{100 * change['local_resolution_finer_fraction']:.0f}% of the masked voxels."
     )
@@ -48,6 +48,11 @@ def _better_map(
         "Local resolution (windowed FSC at the threshold) on the central sections, and the "
         "gain (consensus minus deformed, Å; positive where the deformed map is finer).",
     )
+
+
+def _angstrom(value: float | None) -> str:
+    """``value`` as ``"1.23 Å"``, or ``"none"`` when it was not measured."""
+    return "none" if value is None else f"{value:.2f} Å"
 
 
 def _reference_state(page: Page, summary: Mapping[str, Any]) -> None:
@@ -64,16 +69,35 @@ def _reference_state(page: Page, summary: Mapping[str, Any]) -> None:
         f"(low-passed to 10 Å, a smooth displacement field fitted), the two half maps' "
         f"conformations are {state['disagreement_rms_a']:.2f} Å RMS apart over the density "
         f"(95th percentile {state['disagreement_p95_a']:.2f} Å; rigid part "
-        f"{state['disagreement_rigid_rms_a']:.2f} Å; warning above {state['limit_a']:.2f} Å). "
+        f"{state['disagreement_rigid_rms_a']:.2f} Å; warning above {_angstrom(state['limit_a'])}). "
         f"The consensus half maps, one average by construction, give the measure's floor: "
         f"{state['consensus_disagreement_rms_a']:.2f} Å. Training moved each half's consensus "
         f"pseudo-atoms (RMS from its consensus fit): {moved}."
     )
 
 
+def _not_shown_real(gain: Mapping[str, Any]) -> str | None:
+    """A warning that the motion shown is not shown to be real, or ``None`` when it is."""
+    if gain.get("motion_real") and not gain.get("unresolved"):
+        return None
+    if gain.get("unresolved"):
+        why = "the half maps have no resolution, so nothing shows a motion in the data"
+    elif "motion_real" in gain:
+        why = "the deformed maps do not beat the null control (shuffled latents)"
+    else:
+        why = "the null control was not run"
+    return (
+        f"The motion is not shown to be real: {why}. The motions, movies and maps along PC1 "
+        "below are what the model decoded, not evidence of a motion."
+    )
+
+
 def _real_motion(page: Page, summary: Mapping[str, Any], figures: Figures) -> None:
     page.heading("Is the motion real?")
     gain = summary["gain"]
+    caveat = _not_shown_real(gain)
+    if caveat:
+        page.paragraph(caveat, "warning")
     if "over_null" in gain:
         page.paragraph(
             "Null control: the same deformed reconstruction with each particle's latent "
@@ -109,6 +133,9 @@ def _real_motion(page: Page, summary: Mapping[str, Any], figures: Figures) -> No
 
 def _latent(page: Page, summary: Mapping[str, Any], figures: Figures) -> None:
     page.heading("Latent space")
+    caveat = _not_shown_real(summary["gain"])
+    if caveat:
+        page.paragraph(caveat, "warning")
     for index, half in enumerate(("half1", "half2")):
         values = summary["latent"][half]
         page.heading(f"Half set {index + 1}", 3)

@@ -9,6 +9,10 @@ their standard error (a block jackknife over Fourier sectors of the paired diffe
 is the motion real (the deformed maps beat the null control, the same reconstruction with
 shuffled latents: a gain the null also shows is not the motion's), and is the map better
 (the deformed maps beat the consensus). The gain is significant when both hold.
+
+Half maps without a resolution (post-processing wrote ``resolution_0143_a: null``, e.g.
+pure noise) support no claim: the verdict is "no resolution / no gain", whatever their
+FSC areas say, and the numbers that need a resolution are ``None``.
 """
 
 from __future__ import annotations
@@ -76,27 +80,40 @@ def _maps(inputs: ReportInputs) -> dict[str, dict[str, float]]:
     return maps
 
 
+def _change(first: float | None, second: float | None) -> float | None:
+    """``first - second`` rounded to 3 decimals; ``None`` when either is missing."""
+    if first is None or second is None:
+        return None
+    return round(first - second, 3)
+
+
+def unresolved(postprocessed: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The labels of the post-processed maps without a resolution (``null`` in the JSON)."""
+    return [label for label, values in postprocessed.items() if values["resolution_0143_a"] is None]
+
+
 def _gain(inputs: ReportInputs) -> dict[str, Any]:
     post = inputs.postprocessed
     consensus, deformed = post["consensus"], post["deformed"]
+    local = inputs.local_resolution
     gain: dict[str, Any] = {
         "over_consensus": _difference(deformed, consensus),
-        "resolution_change_a": round(
-            consensus["resolution_0143_a"] - deformed["resolution_0143_a"], 3
+        "resolution_change_a": _change(
+            consensus["resolution_0143_a"], deformed["resolution_0143_a"]
         ),
-        "local_resolution_median_change_a": round(
-            inputs.local_resolution["consensus"]["median_a"]
-            - inputs.local_resolution["deformed"]["median_a"],
-            3,
+        "local_resolution_median_change_a": _change(
+            local["consensus"]["median_a"], local["deformed"]["median_a"]
         ),
-        "local_resolution_finer_fraction": inputs.local_resolution["finer_fraction"],
+        "local_resolution_finer_fraction": local["finer_fraction"],
     }
     threshold = inputs.significance_z
-    gain["map_better"] = bool(gain["over_consensus"]["z"] >= threshold)
+    missing = [label for label in unresolved(post) if label in ("consensus", "deformed")]
+    gain["unresolved"] = missing
+    gain["map_better"] = bool(gain["over_consensus"]["z"] >= threshold) and not missing
     if "null" in post:
         gain["over_null"] = _difference(deformed, post["null"])
         gain["null_over_consensus"] = _difference(post["null"], consensus)
-        gain["motion_real"] = bool(gain["over_null"]["z"] >= threshold)
+        gain["motion_real"] = bool(gain["over_null"]["z"] >= threshold) and not missing
     gain["significance_z"] = threshold
     gain["significant"] = bool(gain["map_better"] and gain.get("motion_real", True))
     gain["verdict"] = verdict(gain)
@@ -104,9 +121,22 @@ def _gain(inputs: ReportInputs) -> dict[str, Any]:
 
 
 def verdict(gain: Mapping[str, Any]) -> str:
-    """Whether the deformed maps are significantly better, and the two answers behind it."""
+    """Whether the deformed maps are significantly better, and the two answers behind it.
+
+    "No resolution / no gain" when the consensus or deformed half maps have no resolution
+    (``gain["unresolved"]``): their FSC areas are noise and support no claim.
+    """
     threshold = gain["significance_z"]
     over = gain["over_consensus"]
+    missing = gain.get("unresolved", [])
+    if missing:
+        return (
+            "No resolution / no gain: the "
+            + " and ".join(missing)
+            + " half maps have no resolution (their corrected masked FSC falls below 0.143 "
+            "in the first shells, or is nowhere above it by more than noise: no signal), so no "
+            "gain can be claimed or measured."
+        )
     parts = []
     if "over_null" in gain:
         null = gain["over_null"]
@@ -177,6 +207,11 @@ def warnings(summary: Mapping[str, Any], inputs: ReportInputs) -> list[str]:
             + "."
         )
     gain = summary["gain"]
+    for label in unresolved(inputs.postprocessed):
+        notes.append(
+            f"The {label} half maps have no resolution (post-processing recorded none): "
+            "they hold no signal the FSC can detect; check the particles, the CTF and the mask."
+        )
     if "null_over_consensus" in gain:
         null, real = gain["null_over_consensus"], gain["over_consensus"]
         if null["fsc_area"] >= real["fsc_area"] - real["se"]:
@@ -190,13 +225,18 @@ def warnings(summary: Mapping[str, Any], inputs: ReportInputs) -> list[str]:
     return notes
 
 
-def _reference_state(inputs: ReportInputs, resolution_a: float) -> dict[str, Any] | None:
+def _reference_state(inputs: ReportInputs, resolution_a: float | None) -> dict[str, Any] | None:
     """The half maps' reference state, how far apart their conformations are, and the limit."""
     states = inputs.reference_states
     if not states:
         return None
-    limit = inputs.state_disagreement_fraction * resolution_a
     apart = states["disagreement"]
+    if resolution_a is None:
+        limit = None
+        agree = None
+    else:
+        limit = round(inputs.state_disagreement_fraction * resolution_a, 4)
+        agree = bool(max(apart["rms_a"], apart["rigid_rms_a"]) <= limit)
     return {
         "reference": states["reference"],
         "disagreement_rms_a": apart["rms_a"],
@@ -204,8 +244,8 @@ def _reference_state(inputs: ReportInputs, resolution_a: float) -> dict[str, Any
         "disagreement_rigid_rms_a": apart["rigid_rms_a"],
         "consensus_disagreement_rms_a": states["consensus_disagreement"]["rms_a"],
         "drift": states["drift"],
-        "limit_a": round(limit, 4),
-        "agree": bool(max(apart["rms_a"], apart["rigid_rms_a"]) <= limit),
+        "limit_a": limit,
+        "agree": agree,
     }
 
 
@@ -213,6 +253,11 @@ def _state_warnings(summary: Mapping[str, Any]) -> list[str]:
     state = summary.get("reference_state")
     if state is None:
         return ["The half maps' reference states were not compared (no fsc-deformed record)."]
+    if state["agree"] is None:
+        return [
+            "The half maps' reference states were not judged: the deformed maps have no "
+            "resolution to compare their disagreement with."
+        ]
     if state["agree"]:
         return []
     return [

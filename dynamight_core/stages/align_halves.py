@@ -35,21 +35,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     """Decode both halves' PC1 and compare."""
     from dynamight_core.data.latent_space import latent_pca
-    from dynamight_core.data.latents import read_latent_means
-    from dynamight_core.errors import InputError
+    from dynamight_core.data.latents import check_latents_match_model, read_latent_means
     from dynamight_core.io.files import sha256_file, write_json_atomic
     from dynamight_core.reconstruct.state_maps import align_half_directions
-    from dynamight_core.stages.common import compute_device
+    from dynamight_core.stages.common import check_half_set_models, compute_device
     from dynamight_core.training.half_set_vae import load_half_set_vae
 
     device = compute_device(args)
     vaes = [load_half_set_vae(path, device) for path in args.models]
-    for expected, (vae, path) in enumerate(zip(vaes, args.models, strict=True), start=1):
-        if vae.half != expected:
-            raise InputError(path, "half", f"a model of half set {expected}", str(vae.half))
+    check_half_set_models(args.models, vaes)
     pcas = []
-    for path in args.latents:
-        _, means = read_latent_means(path)
+    for path, vae, model_path in zip(args.latents, vaes, args.models, strict=True):
+        table, means = read_latent_means(path)
+        check_latents_match_model(path, table, model_path, vae)
         pcas.append(latent_pca(means))
     models = (vaes[0].model.requires_grad_(False), vaes[1].model.requires_grad_(False))
     alignment = align_half_directions(models, (pcas[0], pcas[1]), args.control_grid)

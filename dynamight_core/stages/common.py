@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +103,25 @@ def check_model_matches_particles(
         )
 
 
+def check_half_set_models(paths: Sequence[str | Path], vaes: Sequence[Any]) -> None:
+    """Fail unless ``vaes`` (read from ``paths``) are half set 1's and half set 2's models.
+
+    Refused: a model of the wrong half in either place, or one training run given twice
+    (e.g. the same file for both halves), which would compare a model with itself.
+    """
+    for expected, (vae, path) in enumerate(zip(vaes, paths, strict=True), start=1):
+        if vae.half != expected:
+            raise InputError(path, "half", f"a model of half set {expected}", str(vae.half))
+    first, second = vaes
+    if first.run and first.run == second.run:
+        raise InputError(
+            f"{paths[0]} and {paths[1]}",
+            "run",
+            "two independently trained half-set models",
+            f"one training run ({first.run}) twice",
+        )
+
+
 def half_set_rows(args: argparse.Namespace, particles: ParticleSet) -> np.ndarray:
     """Every STAR row of ``args.half`` (training and validation), sorted."""
     train, validation = read_split(args.halves, particles, args.half)
@@ -118,7 +137,7 @@ def deformed_geometry(
     and, with ``--method inverse``, ``--inverse-model``.
     """
     from dynamight_core.data.batches import BatchReader
-    from dynamight_core.data.latents import read_latent_table
+    from dynamight_core.data.latents import check_latents_match_model, read_latent_table
     from dynamight_core.models.inverse import load_inverse
     from dynamight_core.reconstruct.deformed import half_set_geometry
     from dynamight_core.training.half_set_vae import load_half_set_vae
@@ -129,6 +148,7 @@ def deformed_geometry(
     if vae.half != args.half:
         raise InputError(args.model, "half", f"a model of half set {args.half}", str(vae.half))
     table = read_latent_table(args.latents, rows)
+    check_latents_match_model(args.latents, table, args.model, vae)
     real_latents = table.latents
     if args.shuffle_latents_seed is not None:
         logger.info(

@@ -51,7 +51,11 @@ def run(args: argparse.Namespace) -> None:
     from dynamight_core.metrics.disagreement import disagreement, point_reliability
     from dynamight_core.report.figures import plot_on_model
     from dynamight_core.report.motion import region_table, spatial_regions
-    from dynamight_core.stages.common import compute_device, read_checked_particles
+    from dynamight_core.stages.common import (
+        check_half_set_models,
+        compute_device,
+        read_checked_particles,
+    )
     from dynamight_core.training.half_set_vae import load_half_set_vae
     from dynamight_core.training.vae_steps import displacements_at
 
@@ -59,6 +63,7 @@ def run(args: argparse.Namespace) -> None:
     rows = np.sort(np.concatenate([read_split(args.halves, particles, half)[1] for half in (1, 2)]))
     device = compute_device(args)
     vaes = [load_half_set_vae(path, device) for path in args.models]
+    check_half_set_models(args.models, vaes)
     for vae in vaes:
         vae.batch_size = args.batch_size
         vae.model.requires_grad_(False)

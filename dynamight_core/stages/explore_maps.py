@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> None:
         latent_pca,
         latents_at_percentiles,
     )
-    from dynamight_core.data.latents import read_latent_means
+    from dynamight_core.data.latents import check_latents_match_model, read_latent_means
     from dynamight_core.errors import InputError
     from dynamight_core.explore.movie import (
         chimerax_script,
@@ -131,11 +131,12 @@ def run(args: argparse.Namespace) -> None:
     table, latents = read_latent_means(args.latents)
     device = compute_device(args)
     vae = load_half_set_vae(args.model, device)
+    check_latents_match_model(args.latents, table, args.model, vae)
     model = vae.model.requires_grad_(False)
     pca = latent_pca(latents)
     labels = None
     if args.points:
-        points = parse_latent_points(args.points, latents.shape[1])
+        points = parse_latent_points(args.points, latents.shape[1], latents=latents)
         how = "explicit points"
     elif args.clusters:
         points, labels = latent_clusters(latents, args.clusters)

@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> None:
     import numpy as np
 
     from dynamight_core.data.latent_space import latent_path, latent_pca, latents_at_percentiles
-    from dynamight_core.data.latents import read_latent_means
+    from dynamight_core.data.latents import check_latents_match_model, read_latent_means
     from dynamight_core.errors import InputError
     from dynamight_core.explore.movie import (
         check_animation_path,
@@ -90,14 +90,15 @@ def run(args: argparse.Namespace) -> None:
         ) from None
     if (args.start is None) != (args.end is None):
         raise InputError("--start/--end", "points", "both or neither", "only one")
-    _, latents = read_latent_means(args.latents)
+    table, latents = read_latent_means(args.latents)
     device = compute_device(args)
     vae = load_half_set_vae(args.model, device)
+    check_latents_match_model(args.latents, table, args.model, vae)
     model = vae.model.requires_grad_(False)
     pca = latent_pca(latents)
     if args.start is not None:
-        start = parse_latent_points(args.start, latents.shape[1], "--start")[0]
-        end = parse_latent_points(args.end, latents.shape[1], "--end")[0]
+        start = parse_latent_points(args.start, latents.shape[1], "--start", latents)[0]
+        end = parse_latent_points(args.end, latents.shape[1], "--end", latents)[0]
         path = latent_path(start, end, args.movie_frames)
         how = "a straight path between two latent points"
     else:

@@ -25,8 +25,60 @@ def add_component_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def parse_latent_points(text: str, latent_dim: int, source: str = "--points") -> Any:
-    """`(S, L)` latent points from ``"z1,z2,...;z1,z2,..."`` (one point per ``;``)."""
+LATENT_REACH = 10.0
+"""How far a latent point may lie: this many times the farthest particle's largest latent
+coordinate (and at least this many prior standard deviations, the prior being N(0, 1))."""
+
+
+def parse_latent_points(
+    text: str, latent_dim: int, source: str = "--points", latents: Any = None
+) -> Any:
+    """`(S, L)` latent points from ``"z1,z2,...;z1,z2,..."`` (one point per ``;``).
+
+    Every coordinate must be finite and, when the half set's `(N, L)` ``latents`` are
+    given, within ``LATENT_REACH`` times their largest absolute coordinate (at least
+    ``LATENT_REACH``): the decoder was never trained farther out, and its maps there are
+    meaningless or not finite.
+    """
+    points = _parse_points(text, latent_dim, source)
+    check_latent_points(points, source, latents)
+    return points
+
+
+def check_latent_points(points: Any, source: str, latents: Any = None) -> None:
+    """Fail unless every coordinate of the `(S, L)` ``points`` is finite and within reach.
+
+    Raises
+    ------
+    InputError
+        Naming ``source``, the reach and the first bad point.
+    """
+    import numpy as np
+
+    from dynamight_core.errors import InputError
+
+    bad = ~np.isfinite(points).all(axis=1)
+    if bad.any():
+        raise InputError(
+            source, "point", "finite coordinates", f"{points[np.argmax(bad)].tolist()}"
+        )
+    if latents is None or np.size(latents) == 0:
+        return
+    reach = LATENT_REACH * max(1.0, float(np.nanmax(np.abs(latents))))
+    far = np.abs(points).max(axis=1) > reach
+    if far.any():
+        raise InputError(
+            source,
+            "point",
+            f"coordinates within ±{reach:.3g} ({LATENT_REACH:g} times the half set's "
+            "farthest latent coordinate)",
+            f"{points[np.argmax(far)].tolist()}",
+            "The model was trained on latents near its particles' only",
+        )
+
+
+def _parse_points(text: str, latent_dim: int, source: str) -> Any:
+    """`(S, L)` float64 points from ``"z1,...;z1,..."`` (numbers and counts checked)."""
     import numpy as np
 
     from dynamight_core.errors import InputError

@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> None:
     """Read the model, write the pseudo-atoms."""
     import numpy as np
 
-    from dynamight_core.data.latents import read_latent_means
+    from dynamight_core.data.latents import check_latents_match_model, read_latent_means
     from dynamight_core.errors import InputError
     from dynamight_core.explore.pseudo_atoms import pseudo_atom_structure, write_pseudo_atoms
     from dynamight_core.explore.states import map_frame_a
@@ -48,10 +48,13 @@ def run(args: argparse.Namespace) -> None:
     from dynamight_core.training.half_set_vae import load_half_set_vae
 
     if model_kind(args.model) == VAE_KIND:
-        model = load_half_set_vae(args.model).model.requires_grad_(False)
+        vae = load_half_set_vae(args.model)
+        model = vae.model.requires_grad_(False)
         consensus = model.consensus
         if args.latents:
-            bfactors = displacement_rms_a(model, read_latent_means(args.latents)[1])
+            table, latents = read_latent_means(args.latents)
+            check_latents_match_model(args.latents, table, args.model, vae)
+            bfactors = displacement_rms_a(model, latents)
         else:
             bfactors = np.zeros(consensus.n_gaussians)
     else:

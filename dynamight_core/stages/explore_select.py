@@ -5,10 +5,13 @@ on the latent coordinates themselves), a score range (``--pc-range``) or percent
 (``--pc-percentiles``) of one principal component, or k-means cluster labels
 (``--clusters K:labels``, numbered as ``explore maps --clusters`` numbers them). Each half
 set's latent table is a latent space of its own (two independent models): with both
-tables the region is applied to each half in its own PCA, and the particles of a half
-without a table are in the complement. The subset and the complement are the input STAR
-file's own text, rows left out (every column, the optics table, number formatting and row
-order as RELION wrote them), ready for RELION's Import or any job that takes particles.
+tables the region is applied to each half in its own PCA. The complement is the particles
+with a latent outside the region: particles without a latent (of a half whose table was
+not given) are in neither file. A region that holds no particle stops with exit code 2; one
+that holds every particle is written with a warning. The subset and the complement are the
+input STAR file's own text, rows left out (every column, the optics table, number
+formatting and row order as RELION wrote them), ready for RELION's Import or any job that
+takes particles.
 """
 
 from __future__ import annotations
@@ -94,6 +97,7 @@ def run(args: argparse.Namespace) -> None:
     criterion = given[0]
     image_names = particle_image_names(args.star)
     keep = np.zeros(len(image_names), dtype=bool)
+    has_latent = np.zeros(len(image_names), dtype=bool)
     tables = []
     seen: set[int] = set()
     for path in args.latents:
@@ -104,13 +108,17 @@ def run(args: argparse.Namespace) -> None:
             raise InputError(path, "row", "particles of another half set", "rows seen twice")
         seen.update(rows.tolist())
         keep[rows[chosen]] = True
+        has_latent[rows] = True
         frame = pd.DataFrame({"row": rows, "rlnImageName": image_names[rows], "latents": path})
         for k in range(min(2, scores.shape[1])):
             frame[f"pc{k + 1}"] = scores[:, k]
         frame["selected"] = chosen
         tables.append(frame)
         logger.info("%s: %d of %d particles in the region", path, chosen.sum(), len(chosen))
-    selected, complement = write_star_split(args.star, keep, args.out_selected, args.out_complement)
+    _check_selection(args, criterion, keep, has_latent)
+    selected, complement = write_star_split(
+        args.star, keep, args.out_selected, args.out_complement, has_latent & ~keep
+    )
     logger.info(
         "wrote %d particles to %s and %d to %s",
         selected,
@@ -131,6 +139,37 @@ def run(args: argparse.Namespace) -> None:
                 "latents": list(args.latents),
                 "star": args.star,
             },
+        )
+
+
+def _check_selection(
+    args: argparse.Namespace, criterion: str, keep: np.ndarray, has_latent: np.ndarray
+) -> None:
+    """Stop on an empty region; warn when it holds every particle or some have no latent."""
+    from dynamight_core.errors import InputError
+
+    flag = "--" + criterion.replace("_", "-")
+    if not keep.any():
+        raise InputError(
+            flag,
+            criterion,
+            "a region holding at least one particle",
+            f"none of the {int(has_latent.sum())} particles with a latent",
+            "Widen the region (see the PC scores in latent-space's figure, or --out-csv)",
+        )
+    if keep[has_latent].all():
+        logger.warning(
+            "%s %s holds every particle with a latent: the complement is empty",
+            flag,
+            getattr(args, criterion),
+        )
+    missing = int((~has_latent).sum())
+    if missing:
+        logger.warning(
+            "%d particles of %s have no latent in the given tables (another half set?): "
+            "they are in neither output file",
+            missing,
+            args.star,
         )
 
 

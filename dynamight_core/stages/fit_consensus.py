@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> None:
     from dynamight_core.config_cli import settings_from_args
     from dynamight_core.device import seed_everything
     from dynamight_core.io.files import write_json_atomic
-    from dynamight_core.io.mrc import check_volume_matches, read_volume, write_volume
+    from dynamight_core.io.mrc import check_same_grid, read_mask, read_volume, write_volume
     from dynamight_core.metrics.fit_quality import fit_quality
     from dynamight_core.metrics.plots import plot_fsc
     from dynamight_core.models.gaussians import save_gaussian_model
@@ -61,14 +61,12 @@ def run(args: argparse.Namespace) -> None:
     volume = read_volume(args.map)
     mask = None
     if args.mask:
-        mask_volume = read_volume(args.mask)
-        check_volume_matches(mask_volume, volume.box_px, volume.voxel_size_a, "mask")
-        mask = mask_volume.data
+        mask = read_mask(args.mask, volume).data
     half_maps = None
     if args.half_maps:
         halves = [read_volume(path) for path in args.half_maps]
         for number, half in enumerate(halves, start=1):
-            check_volume_matches(half, volume.box_px, volume.voxel_size_a, f"half map {number}")
+            check_same_grid(half, volume, f"half map {number}")
         half_maps = (halves[0].data, halves[1].data)
     settings = settings_from_args(SeedSettings, args)
     device = compute_device(args)

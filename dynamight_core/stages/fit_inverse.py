@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> None:
     import pandas as pd
 
     from dynamight_core.config_cli import settings_from_args
-    from dynamight_core.data.latents import read_latent_table
+    from dynamight_core.data.latents import check_latents_match_model, read_latent_table
     from dynamight_core.io.files import write_json_atomic
     from dynamight_core.models.inverse import save_inverse
     from dynamight_core.stages.common import compute_device, stage_checkpointer
@@ -49,6 +49,7 @@ def run(args: argparse.Namespace) -> None:
     model = vae.model.requires_grad_(False)
     rows = pd.read_csv(args.latents, usecols=["row"])["row"].to_numpy()
     table = read_latent_table(args.latents, rows)
+    check_latents_match_model(args.latents, table, args.model, vae)
     train = table.latents[~table.validation].to(device)
     held_out = table.latents[table.validation].to(device)
     if len(held_out) == 0:

@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> None:
     import pandas as pd
 
     from dynamight_core.io.files import atomic_path, write_json_atomic
-    from dynamight_core.io.mrc import check_volume_matches, read_volume
+    from dynamight_core.io.mrc import check_same_grid, read_half_maps, read_mask, read_volume
     from dynamight_core.metrics.fsc import (
         expected_correlation_with_truth,
         flatten_amplitudes,
@@ -58,9 +58,8 @@ def run(args: argparse.Namespace) -> None:
     )
     from dynamight_core.metrics.plots import plot_fsc
 
-    half1, half2 = read_volume(args.half1), read_volume(args.half2)
+    half1, half2 = read_half_maps([args.half1, args.half2])
     pixel, box = half1.voxel_size_a, half1.box_px
-    check_volume_matches(half2, box, pixel, "half map 2")
     unmasked = fsc(half1.data, half2.data, pixel)
     table = pd.DataFrame(
         {
@@ -79,8 +78,7 @@ def run(args: argparse.Namespace) -> None:
     curves = {"unmasked": unmasked.fsc}
     headline = unmasked
     if args.mask:
-        mask = read_volume(args.mask)
-        check_volume_matches(mask, box, pixel, "mask")
+        mask = read_mask(args.mask, half1)
         # on flattened shells, as post-processing: our half maps are Wiener-filtered
         flat = flatten_amplitudes(half1.data, half2.data)
         result = masked_fsc(flat[0], flat[1], mask.data, pixel)
@@ -97,7 +95,7 @@ def run(args: argparse.Namespace) -> None:
     if args.reference and args.full:
         full, reference = read_volume(args.full), read_volume(args.reference)
         for volume, name in ((full, "full map"), (reference, "reference")):
-            check_volume_matches(volume, box, pixel, name)
+            check_same_grid(volume, half1, name)
         versus = fsc(full.data, reference.data, pixel)
         table["fsc_full_vs_reference"] = versus.fsc
         table["expected_from_halves"] = expected_correlation_with_truth(unmasked.fsc)

@@ -19,6 +19,8 @@ from dynamight_core.config_cli import add_file_argument
 if TYPE_CHECKING:
     import numpy as np
 
+    from dynamight_core.io.mrc import Volume
+
 logger = logging.getLogger(__name__)
 
 HELP = "FSC of the deformed half maps beside the consensus (and against a reference)"
@@ -62,6 +64,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_file_argument(parser, "--out-summary", "the headline numbers (text)")
 
 
+def _read_like(path: str, like: Volume, what: str) -> np.ndarray:
+    """The data of the map at ``path``, checked to lie on ``like``'s grid."""
+    from dynamight_core.io.mrc import check_same_grid, read_volume
+
+    volume = read_volume(path)
+    check_same_grid(volume, like, what)
+    return volume.data
+
+
 def run(args: argparse.Namespace) -> None:
     """Compute the curves and write the full map, table, summary and plot."""
     import numpy as np
@@ -69,25 +80,31 @@ def run(args: argparse.Namespace) -> None:
     import torch
 
     from dynamight_core.io.files import atomic_path, write_json_atomic, write_text_atomic
-    from dynamight_core.io.mrc import check_volume_matches, read_volume, write_volume
+    from dynamight_core.io.mrc import (
+        check_same_grid,
+        read_half_maps,
+        read_mask,
+        read_volume,
+        write_volume,
+    )
     from dynamight_core.metrics.fsc import flatten_amplitudes, fsc, fsc_area, masked_fsc
     from dynamight_core.metrics.plots import plot_fsc
 
-    deformed = [read_volume(path) for path in args.half_maps]
-    consensus = [read_volume(path) for path in args.consensus_half_maps]
+    deformed = list(read_half_maps(args.half_maps))
+    consensus = list(read_half_maps(args.consensus_half_maps))
     consensus_full = read_volume(args.consensus_full)
     pixel, box = deformed[0].voxel_size_a, deformed[0].box_px
     for volume, name in zip(
-        [*deformed, *consensus, consensus_full],
-        ["deformed half 1", "deformed half 2", "consensus half 1", "consensus half 2", "full"],
+        [*consensus, consensus_full],
+        ["consensus half 1", "consensus half 2", "full"],
         strict=True,
     ):
-        check_volume_matches(volume, box, pixel, name)
+        check_same_grid(volume, deformed[0], name)
     full = 0.5 * (deformed[0].data + deformed[1].data)
     write_volume(args.out_full, full, pixel)
-    mask = read_volume(args.mask).data if args.mask else None
+    mask = read_mask(args.mask, deformed[0]).data if args.mask else None
     references = {
-        name: read_volume(path).data
+        name: _read_like(path, deformed[0], name)
         for name, path in (("reference", args.reference), ("state", args.reference_state))
         if path
     }

@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> None:
 
     from dynamight_core.errors import InputError
     from dynamight_core.io.files import write_json_atomic, write_text_atomic
-    from dynamight_core.io.mrc import check_volume_matches, read_volume, write_volume
+    from dynamight_core.io.mrc import read_half_maps, read_mask, write_volume
     from dynamight_core.metrics.fsc import flatten_amplitudes, fsc, fsc_area, masked_fsc
     from dynamight_core.metrics.registration import conformation_difference
     from dynamight_core.stages.fsc_deformed import read_reference_states
@@ -56,16 +56,17 @@ def run(args: argparse.Namespace) -> None:
             f"the percentiles of {args.states[0]}",
             str([s["percentile"] for s in second]),
         )
-    mask = read_volume(args.mask).data if args.mask else None
+    mask = None
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     folders = [Path(path).parent for path in args.states]
     results, lines = [], []
     for one, two in zip(first, second, strict=True):
         pair = list(zip(folders, (one, two), strict=True))
-        maps = [read_volume(folder / s["map"]) for folder, s in pair]
-        pixel, box = maps[0].voxel_size_a, maps[0].box_px
-        check_volume_matches(maps[1], box, pixel, str(folders[1] / two["map"]))
+        maps = read_half_maps([folder / s["map"] for folder, s in pair])
+        pixel = maps[0].voxel_size_a
+        if args.mask and mask is None:
+            mask = read_mask(args.mask, maps[0]).data
         full = 0.5 * (maps[0].data + maps[1].data)
         name = f"state_{one['index']:02d}.mrc"
         write_volume(out / name, full, pixel)

@@ -32,11 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     """Compute the PCA and renders and write the figures and numbers."""
     import numpy as np
-    import pandas as pd
 
     from dynamight_core.data.latent_space import latent_pca
-    from dynamight_core.data.latents import mean_columns
-    from dynamight_core.errors import InputError
+    from dynamight_core.data.latents import check_latents_match_model, read_latent_means
     from dynamight_core.io.files import write_json_atomic
     from dynamight_core.report.figures import plot_latent_space, plot_on_model
     from dynamight_core.report.latent import (
@@ -50,11 +48,8 @@ def run(args: argparse.Namespace) -> None:
     device = compute_device(args)
     vae = load_half_set_vae(args.model, device)
     model = vae.model.requires_grad_(False)
-    table = pd.read_csv(args.latents)
-    columns = mean_columns(table)
-    if len(table) < 3 or not columns:
-        raise InputError(args.latents, "mu_*", "latent means of at least 3 particles", "fewer")
-    latents = table[columns].to_numpy(dtype=np.float64)
+    table, latents = read_latent_means(args.latents)
+    check_latents_match_model(args.latents, table, args.model, vae)
     pca = latent_pca(latents)
     renders, along = renders_along(model, pca)
     label = f"half set {vae.half}"
@@ -67,7 +62,7 @@ def run(args: argparse.Namespace) -> None:
     summary = {
         "half": vae.half,
         "particles": len(latents),
-        "latent_dim": len(columns),
+        "latent_dim": int(latents.shape[1]),
         "explained_variance": [round(float(v), 4) for v in pca.explained],
         "pc_sd": [round(float(v), 4) for v in pca.sd],
         "displacement_rms_median_a": round(float(np.median(rms)), 4),

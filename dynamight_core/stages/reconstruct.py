@@ -29,6 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     """Reconstruct and write the three maps (each atomically, all at the end)."""
     from dynamight_core.data.halves import read_halves
+    from dynamight_core.io.identity import MapOrigin, split_id
     from dynamight_core.io.mrc import write_volume
     from dynamight_core.io.stacks import ImageSource
     from dynamight_core.reconstruct.homogeneous import reconstruct_half_maps
@@ -61,8 +62,9 @@ def run(args: argparse.Namespace) -> None:
     )
     source.close()
     pixel = particle_set.pixel_size_a
-    write_volume(args.out_half1, result.half1, pixel)
-    write_volume(args.out_half2, result.half2, pixel)
-    write_volume(args.out_full, result.full, pixel)
+    split = split_id(args.halves)
+    write_volume(args.out_half1, result.half1, pixel, MapOrigin("consensus", 1, split))
+    write_volume(args.out_half2, result.half2, pixel, MapOrigin("consensus", 2, split))
+    write_volume(args.out_full, result.full, pixel, MapOrigin("consensus", 0, split))
     if checkpointer:
         checkpointer.clear()

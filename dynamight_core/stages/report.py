@@ -61,11 +61,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_file_argument(parser, "--mask", "the mask every masked number used (MRC)")
     add_file_argument(
         parser,
+        "--mask-json",
+        "make-mask's record of that mask (JSON; its warning, e.g. a sphere on a map of noise, "
+        "goes into the report)",
+        default=None,
+    )
+    add_file_argument(
+        parser,
         "--negative-control",
         "summary.json of a run on data without motion [config: report.negative_control]",
         default=None,
     )
     add_section_arguments(parser, "report", only=("significance_z", "state_disagreement_fraction"))
+    add_section_arguments(parser, "split", only=("min_particles_per_half",))
     add_file_argument(parser, "--out-html", "the report (HTML, self-contained)")
     add_file_argument(parser, "--out-summary", "the report's numbers (JSON)")
     add_file_argument(parser, "--out-gain-png", "corrected masked FSC of every map (PNG)")
@@ -76,10 +84,13 @@ def headline(summary: dict[str, Any]) -> str:
     """The verdict, one line per map, and the warnings, as printed by ``make demo``."""
     lines = [summary["gain"]["verdict"]]
     for label, values in summary["maps"].items():
+        resolution, bfactor = values["resolution_0143_a"], values["bfactor_a2"]
         lines.append(
-            f"{label:>9}: {values['resolution_0143_a']:.2f} Å (masked, FSC 0.143), masked FSC "
-            f"area {values['masked_fsc_area']:.4f} ± {values['masked_fsc_area_se']:.4f}, "
-            f"B {values['bfactor_a2']:.0f} Å²"
+            f"{label:>9}: "
+            + ("no resolution" if resolution is None else f"{resolution:.2f} Å")
+            + f" (masked, FSC 0.143), masked FSC area {values['masked_fsc_area']:.4f} ± "
+            f"{values['masked_fsc_area_se']:.4f}, "
+            + ("no B-factor" if bfactor is None else f"B {bfactor:.0f} Å²")
         )
     lines += [f"warning: {warning}" for warning in summary["warnings"]]
     return "\n".join(lines) + "\n"
@@ -122,6 +133,7 @@ def run(args: argparse.Namespace) -> None:
 
     from dynamight_core.errors import InputError
     from dynamight_core.io.files import write_json_atomic, write_text_atomic
+    from dynamight_core.io.identity import check_negative_control, check_postprocessed_pairs
     from dynamight_core.io.mrc import read_volume
     from dynamight_core.metrics.plots import plot_fsc
     from dynamight_core.report.page import build_page, figure_paths
@@ -143,12 +155,15 @@ def run(args: argparse.Namespace) -> None:
     post = {
         label: _read_json(path) for label, path in zip(labels, args.postprocess_json, strict=True)
     }
+    split = check_postprocessed_pairs(dict(zip(labels, args.postprocess_json, strict=True)), post)
     provenance = _read_json(args.provenance)
     negative = _read_json(args.negative_control) if args.negative_control else None
     if negative is not None and "gain" not in negative:
         raise InputError(
             args.negative_control, "gain", "a summary.json of this workflow", "no 'gain'"
         )
+    if negative is not None:
+        check_negative_control(args.negative_control, negative, split)
     inputs = ReportInputs(
         postprocessed=post,
         local_resolution=_read_json(args.local_resolution_json),
@@ -169,6 +184,20 @@ def run(args: argparse.Namespace) -> None:
     inputs = replace(inputs, region_local_resolution=_region_local_resolution(args))
     mask = read_volume(args.mask)
     summary = build_summary(inputs, {"pixel_size_a": mask.voxel_size_a, "box_px": mask.box_px})
+    summary["origin"] = {"split": split}
+    for half, record in inputs.latent.items():
+        particles = record.get("particles")
+        if particles is not None and particles < args.min_particles_per_half:
+            summary["warnings"].append(
+                f"{half}: {particles} particles, fewer than split.min_particles_per_half "
+                f"({args.min_particles_per_half}): its latent space, motions and FSC are "
+                "dominated by noise"
+            )
+    if args.mask_json:
+        made = _read_json(args.mask_json)
+        summary["mask"] = {key: made.get(key) for key in ("fallback", "volume_fraction")}
+        if made.get("warning"):
+            summary["warnings"].append(made["warning"])
     tables = {
         label: pd.read_csv(path, sep="\t")
         for label, path in zip(labels, args.postprocess_tsv, strict=True)

@@ -101,6 +101,7 @@ def run(args: argparse.Namespace) -> None:
 
     from dynamight_core.errors import InputError
     from dynamight_core.io.files import atomic_path
+    from dynamight_core.io.identity import MapOrigin, split_id
     from dynamight_core.io.mrc import write_volume
     from dynamight_core.io.stacks import ImageSource
     from dynamight_core.reconstruct.deformed import DeformedSums
@@ -112,6 +113,7 @@ def run(args: argparse.Namespace) -> None:
         read_checked_particles,
         stage_checkpointer,
     )
+    from dynamight_core.training.half_set_vae import half_set_vae_run
 
     particles = read_checked_particles(args)
     device = compute_device(args)
@@ -171,7 +173,9 @@ def run(args: argparse.Namespace) -> None:
     ]
     history = state.history
     final = iterates[-1].numpy()
-    write_volume(args.out_map, final, particles.pixel_size_a)
+    kind = "deformed" if args.shuffle_latents_seed is None else "null"
+    origin = MapOrigin(kind, args.half, split_id(args.halves), half_set_vae_run(args.model))
+    write_volume(args.out_map, final, particles.pixel_size_a, origin)
     with atomic_path(args.out_iterations) as tmp:
         torch.save({"maps": torch.stack(iterates), "pixel_size_a": particles.pixel_size_a}, tmp)
     table = pd.DataFrame(history)

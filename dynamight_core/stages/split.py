@@ -19,10 +19,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     """Validate the particles and write the half-set assignment."""
-    from dynamight_core.data.halves import assign_halves, assign_validation, write_halves
+    from dynamight_core.data.halves import (
+        assign_halves,
+        assign_validation,
+        check_half_set_sizes,
+        write_halves,
+    )
     from dynamight_core.stages.common import read_checked_particles
 
     particle_set = read_checked_particles(args)
     halves = assign_halves(particle_set, args.seed)
     validation = assign_validation(halves, args.validation_fraction, args.seed)
+    check_half_set_sizes(
+        particle_set.star_path,
+        halves,
+        validation,
+        args.min_particles_per_half,
+        stop=args.too_few_particles == "stop",
+    )
     write_halves(args.out, particle_set, halves, validation)

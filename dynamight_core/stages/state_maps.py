@@ -68,6 +68,7 @@ def run(args: argparse.Namespace) -> None:
     from dynamight_core.data.latent_space import latent_pca
     from dynamight_core.errors import InputError
     from dynamight_core.io.files import atomic_path, sha256_file, write_json_atomic
+    from dynamight_core.io.identity import MapOrigin, split_id
     from dynamight_core.io.mrc import write_volume
     from dynamight_core.io.stacks import ImageSource
     from dynamight_core.reconstruct.deformed_filter import reconstruct_subset
@@ -78,7 +79,7 @@ def run(args: argparse.Namespace) -> None:
         deformed_geometry,
         read_checked_particles,
     )
-    from dynamight_core.training.half_set_vae import load_half_set_vae
+    from dynamight_core.training.half_set_vae import half_set_vae_run, load_half_set_vae
 
     percentiles = parse_percentiles(args.state_percentiles)
     alignment = json.loads(Path(args.alignment).read_text())
@@ -124,7 +125,8 @@ def run(args: argparse.Namespace) -> None:
             in_state, rows, rows, args.batch_size, particles.pixel_size_a, args.tau2_fudge
         )
         name = f"state_{index:02d}"
-        write_volume(out / f"{name}.mrc", volume, particles.pixel_size_a)
+        origin = MapOrigin(name, args.half, split_id(args.halves), half_set_vae_run(args.model))
+        write_volume(out / f"{name}.mrc", volume, particles.pixel_size_a, origin)
         with atomic_path(out / f"{name}_reference.pt") as tmp:
             torch.save({**reference.state(), "half": args.half}, tmp)
         states.append(

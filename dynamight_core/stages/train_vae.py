@@ -62,6 +62,7 @@ def run(args: argparse.Namespace) -> None:
     from dynamight_core.device import seed_everything
     from dynamight_core.errors import InputError
     from dynamight_core.io.files import atomic_path
+    from dynamight_core.io.identity import fingerprint, input_hashes
     from dynamight_core.io.particle_store import MANIFEST_FILE
     from dynamight_core.metrics.plots import plot_training
     from dynamight_core.models.deformation import VaeArchitecture, build_deformation_model
@@ -118,23 +119,23 @@ def run(args: argparse.Namespace) -> None:
         half=args.half,
     )
     vae.batch_size = plan_vae_batch(vae, settings.batch_size, device)
-    checkpointer = stage_checkpointer(
-        args,
-        "train-vae",
-        {
-            **asdict(settings),
-            **asdict(grid),
-            "half": args.half,
-            "architecture": asdict(architecture),
-        },
-        {
-            "star": args.star,
-            "halves": args.halves,
-            "model": args.model,
-            "atomic_model": args.atomic_model,
-            "store": Path(args.store, MANIFEST_FILE) if args.store else None,
-        },
-    )
+    run_settings = {
+        **asdict(settings),
+        **asdict(grid),
+        "half": args.half,
+        "architecture": asdict(architecture),
+    }
+    run_inputs = {
+        "star": args.star,
+        "halves": args.halves,
+        "model": args.model,
+        "atomic_model": args.atomic_model,
+        "store": Path(args.store, MANIFEST_FILE) if args.store else None,
+    }
+    vae.made_from = input_hashes(run_inputs)
+    vae.run = fingerprint(run_settings, vae.made_from)
+    logger.info("training run %s (half set %d)", vae.run, args.half)
+    checkpointer = stage_checkpointer(args, "train-vae", run_settings, run_inputs)
     rows = np.concatenate([train, validation])
     with training_images(particles, rows, grid.box_px, args.store, args.local_copy) as source:
         reader = BatchReader(particles, source, device, crop_px=grid.box_px)

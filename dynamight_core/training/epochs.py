@@ -3,7 +3,9 @@
 * :class:`ResumableLoop`: a loop's checkpoint. It saves the model, the optimizer (and
   scheduler), the state of every random number generator and the loop's own values
   (counters, histories), and puts them all back on restart, so that a resumed loop repeats
-  the uninterrupted computation bit for bit.
+  the uninterrupted computation: bit for bit on the CPU; on a GPU from the same state, but
+  its atomic sums (``index_add_``, the backward pass of gathers) add in another order, so
+  the results agree to floating-point reordering only.
 * :func:`order_seed`: the one way a loop's seed and its epoch make the particle order.
 * :class:`DivergenceGuard`: stops a loop with
   :class:`~dynamight_core.errors.TrainingDivergedError` as soon as a loss or a parameter

@@ -106,6 +106,12 @@ class HalfSetVae:
         Training curves, one record per epoch.
     stopped
         Why training stopped.
+    run
+        The training run's id (:func:`dynamight_core.io.identity.fingerprint` of its
+        settings and input files); ``""`` for a model written before run ids existed.
+    made_from
+        The SHA-256 of each file the training read (STAR file, half split, warm-up model,
+        ...), by role.
     """
 
     model: DeformationModel
@@ -116,6 +122,8 @@ class HalfSetVae:
     half: int
     history: list[dict[str, float]] = field(default_factory=list)
     stopped: str = ""
+    run: str = ""
+    made_from: dict[str, str | None] = field(default_factory=dict)
 
 
 REQUIRED = ("half", "grid", "refinement", "batch_size", "noise_power", "history", "stopped")
@@ -133,6 +141,8 @@ def save_half_set_vae(
         "noise_power": vae.likelihood.noise_power.cpu().tolist(),
         "epochs": len(vae.history),
         "stopped": vae.stopped,
+        "run": vae.run,
+        "made_from": dict(vae.made_from),
         "history": vae.history,
         "settings": dict(settings or {}),
     }
@@ -164,4 +174,11 @@ def load_half_set_vae(path: str | Path, device: torch.device | None = None) -> H
         half=int(extra["half"]),
         history=list(extra["history"]),
         stopped=str(extra["stopped"]),
+        run=str(extra.get("run", "")),
+        made_from=dict(extra.get("made_from", {})),
     )
+
+
+def half_set_vae_run(path: str | Path) -> str:
+    """The training run id recorded in a half-set VAE file (``""`` when none)."""
+    return load_half_set_vae(path).run

@@ -96,7 +96,8 @@ def fit_inverse(
     """Train the inverse network of ``model`` on `(N, L)` training latents.
 
     Returns the network and one history row per epoch (mean losses in Å²). With a
-    checkpointer, the state is saved after every epoch and a restart resumes bit for bit.
+    checkpointer, the state is saved after every epoch and a restart resumes bit for bit
+    on the CPU (on a GPU from the same state, to floating-point reordering).
     """
     device = train_latents.device
     torch.manual_seed(settings.seed)

@@ -13,15 +13,17 @@ latent refined against its own image (see ``refine_latents``), because the encod
 mostly learns its training images when data are few and noisy. Every epoch ends with a
 checkpoint of everything that carries over to the next (model, optimizer, random-number
 states, the neighbour graph with its rest lengths, the penalty weight, the validation
-latents and the stopping counters), so a killed run resumes bit-identically. A NaN or
-infinite loss or parameter stops training with ``TrainingDivergedError`` before anything
-is saved. An epoch that runs out of memory is run again from the end of the last one with
-half the batch (``training/oom.py``), logged.
+latents and the stopping counters), so a killed run resumes bit-identically on the CPU
+(on a GPU from the same state, to floating-point reordering: ``training/epochs.py``). A
+NaN or infinite loss or parameter stops training with ``TrainingDivergedError`` before
+anything is saved. An epoch that runs out of memory is run again from the end of the last
+one with half the batch (``training/oom.py``), logged.
 """
 
 from __future__ import annotations
 
 import logging
+from contextlib import closing
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -34,6 +36,7 @@ from dynamight_core.io.checkpoint import Checkpointer
 from dynamight_core.models.deformation import DeformationModel
 from dynamight_core.training.epochs import DivergenceGuard, ResumableLoop, order_seed
 from dynamight_core.training.half_set_vae import HalfSetVae, Refinement
+from dynamight_core.training.memory import TRAINING_SETTINGS
 from dynamight_core.training.oom import batch_after, check_forced_out_of_memory
 from dynamight_core.training.regularisation import NeighbourGraph, make_graph
 from dynamight_core.training.vae_steps import (
@@ -154,21 +157,24 @@ def train_epoch(
     totals = {"data": 0.0, "kl": 0.0, "deformation": 0.0}
     order = order_seed(settings.seed, state.epoch)
     what = f"train-vae epoch {state.epoch + 1}"
-    batches = reader.tracked(train, settings.batch_size, what, order)
-    for number, batch in enumerate(batches):
-        check_forced_out_of_memory()
-        terms = batch_losses(vae.model, batch, vae.grid, vae.likelihood, graph, settings.kl_weight)
-        if number == 0:
-            state.weight = balanced_weight(vae.model, terms, settings.regularisation_factor)
-        loss = terms.data + terms.kl + state.weight * terms.deformation
-        GUARD.loss(loss, f"epoch {state.epoch + 1}, step {number + 1}")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        size = len(batch.indices)
-        totals["data"] += terms.data.item() * size
-        totals["kl"] += terms.kl.item() * size
-        totals["deformation"] += terms.deformation.item() * size
+    # closing: the prefetcher stops however the epoch ends (an OOM re-runs it)
+    with closing(reader.tracked(train, settings.batch_size, what, order)) as batches:
+        for number, batch in enumerate(batches):
+            check_forced_out_of_memory()
+            terms = batch_losses(
+                vae.model, batch, vae.grid, vae.likelihood, graph, settings.kl_weight
+            )
+            if number == 0:
+                state.weight = balanced_weight(vae.model, terms, settings.regularisation_factor)
+            loss = terms.data + terms.kl + state.weight * terms.deformation
+            GUARD.loss(loss, f"epoch {state.epoch + 1}, step {number + 1}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            size = len(batch.indices)
+            totals["data"] += terms.data.item() * size
+            totals["kl"] += terms.kl.item() * size
+            totals["deformation"] += terms.deformation.item() * size
     return {key: value / len(train) for key, value in totals.items()}
 
 
@@ -301,7 +307,7 @@ def train_vae(
                 vae, optimizer, reader, (train, validation), graph, settings, state, bonds
             )
         except RuntimeError as error:  # torch.OutOfMemoryError is one
-            batch = batch_after(error, settings.batch_size, "vae.batch_size")
+            batch = batch_after(error, settings.batch_size, "vae.batch_size", TRAINING_SETTINGS)
             settings = replace(settings, batch_size=batch)
             vae.batch_size = batch
             state, graph = _from_values(loop.restore(last), device)

@@ -251,6 +251,9 @@ def latent_table(
 ) -> pd.DataFrame:
     """Refined latent means (``mu_*``), encoder sigmas and means, keyed by STAR row.
 
+    Every row also carries the model's ``half`` and training run (``model_run``), so that
+    a consumer can check that the table and a model belong together.
+
     ``rows`` are the half set's (training, validation) rows; ``known`` latents (row ->
     `(L,)`) are where refinement of those particles continues from.
     """
@@ -268,6 +271,8 @@ def latent_table(
             "row": row,
             "rlnImageName": np.array(particles.image_names())[row],
             "validation": np.isin(row, validation).astype(int),
+            "half": vae.half,
+            "model_run": vae.run,
         }
     )
     for name in ("mu", "sigma", "encoder_mu"):

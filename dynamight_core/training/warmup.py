@@ -15,6 +15,7 @@ memory is run again from the end of the last one with half the batch (``training
 from __future__ import annotations
 
 import logging
+from contextlib import closing
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -34,6 +35,7 @@ from dynamight_core.training.likelihood import (
     mean_loss,
     solve_image_scale,
 )
+from dynamight_core.training.memory import WARMUP_SETTINGS
 from dynamight_core.training.oom import batch_after, check_forced_out_of_memory
 
 logger = logging.getLogger(__name__)
@@ -165,7 +167,7 @@ def warm_up(
             rows = (train, validation)
             _epoch(model, optimizer, likelihood, reader, rows, settings, epoch, result)
         except RuntimeError as error:  # torch.OutOfMemoryError is one
-            batch = batch_after(error, settings.batch_size, "warmup.batch_size")
+            batch = batch_after(error, settings.batch_size, "warmup.batch_size", WARMUP_SETTINGS)
             settings = replace(settings, batch_size=batch)
             result = _result_from(loop.restore(last))
             continue
@@ -212,16 +214,17 @@ def _epoch(
     total = 0.0
     order = order_seed(settings.seed, epoch)
     what = f"warm-up epoch {epoch + 1}/{settings.epochs}"
-    batches = reader.tracked(train, settings.batch_size, what, order)
-    for step, batch in enumerate(batches):
-        check_forced_out_of_memory()
-        optimizer.zero_grad(set_to_none=True)
-        predicted = model.projections(batch.rotations, batch.shifts_a, batch.ctf)
-        loss = likelihood.per_image(predicted, batch.images_ft).mean()
-        value = GUARD.loss(loss, f"epoch {epoch + 1}, step {step + 1}")
-        loss.backward()
-        optimizer.step()
-        total += value * len(batch.indices)
+    # closing: the prefetcher stops however the epoch ends (an OOM re-runs it)
+    with closing(reader.tracked(train, settings.batch_size, what, order)) as batches:
+        for step, batch in enumerate(batches):
+            check_forced_out_of_memory()
+            optimizer.zero_grad(set_to_none=True)
+            predicted = model.projections(batch.rotations, batch.shifts_a, batch.ctf)
+            loss = likelihood.per_image(predicted, batch.images_ft).mean()
+            value = GUARD.loss(loss, f"epoch {epoch + 1}, step {step + 1}")
+            loss.backward()
+            optimizer.step()
+            total += value * len(batch.indices)
     validation_loss = mean_loss(model, likelihood, reader, validation, settings.batch_size)
     GUARD.loss(validation_loss, f"epoch {epoch + 1}", "validation loss")
     GUARD.parameters(model, f"the end of epoch {epoch + 1}")

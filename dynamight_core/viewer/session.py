@@ -18,7 +18,12 @@ import pandas as pd
 import torch
 
 from dynamight_core.data.latent_space import LatentPca, latent_pca, latents_at_percentiles
-from dynamight_core.data.latents import check_rows_match_star, mean_columns, read_latent_means
+from dynamight_core.data.latents import (
+    check_latents_match_model,
+    check_rows_match_star,
+    mean_columns,
+    read_latent_means,
+)
 from dynamight_core.errors import InputError
 from dynamight_core.explore.states import render_states
 from dynamight_core.io.star import particle_image_names
@@ -76,6 +81,7 @@ class ExploreSession:
         self.model: DeformationModel = vae.model.requires_grad_(False).eval()
         self.half = vae.half
         table, self.latents = read_latent_means(latents_path)
+        check_latents_match_model(latents_path, table, model_path, vae)
         columns = mean_columns(table)
         latent_dim = self.model.decoder.latent_layer.in_features
         if len(columns) != latent_dim:

@@ -49,14 +49,29 @@ def particle_stacks():
 STACKS = particle_stacks()
 
 
+class ShellText(str):
+    """Shell words whose every value is already quoted (``shlex.quote``).
+
+    A ``params:`` entry may appear in a rule's shell without ``:q`` only when it is one:
+    built by flags(), optional_flag() or config_json(), or returned by a function marked
+    with shell_text(). Every other placeholder of a path needs ``:q`` (check_shell_quoting).
+    """
+
+
+def shell_text(function):
+    """Mark a ``params:`` function that returns ShellText (flags, not a bare path)."""
+    function.shell_text = True
+    return function
+
+
 def flags(section, only=None, skip=()):
     """Flags that give a stage every setting of config ``section`` (nulls included)."""
-    return section_flags(CFG[section], section, only, skip)
+    return ShellText(section_flags(CFG[section], section, only, skip))
 
 
 def optional_flag(name, value):
     """``--name value`` when the value is set, else nothing."""
-    return "" if value is None else f"--{name} {shlex.quote(str(value))}"
+    return ShellText("" if value is None else f"--{name} {shlex.quote(str(value))}")
 
 
 def optional_inputs(*values):
@@ -152,26 +167,83 @@ def stage_resources(stage, resumes=False):
 
 
 def unless_bad_input(command):
-    """A stage's shell ``command`` (writing {log}), not run on a retry after bad input.
+    """A stage's shell ``command`` (``--log {log:q}``), not run on a retry after bad input.
 
     The mark keeps the failed attempt's log: Snakemake deletes a job's log before a retry.
+    The stage opens its log itself (``--log``, after locking it), so that a second copy
+    refused by a running one leaves that copy's log alone: ``command`` must not redirect
+    into ``{log}``. While a copy runs, ``logs/.<log name>.lock`` is its log (a second
+    name of the same file, dynamight_core.logs.hold_log): a copy refused by it leaves
+    no mark, since its log is the running copy's.
     """
+    if re.search(r">\s*\{log", command):
+        raise WorkflowError(
+            f"a stage's command passes --log {{log:q}} instead of redirecting into its "
+            f"log (a refused second copy would truncate the running copy's): {command}"
+        )
     return (
-        "if [ {resources.bad_input_retry} = 1 ]; then cat {params.bad_input} > {log};"
+        "if [ {resources.bad_input_retry} = 1 ]; then"
+        " cat {params.bad_input:q} > {log:q};"
         " echo 'not run again: the first attempt stopped on bad input or a diverging"
         " training (exit status 2 or 3, see above), which no retry with the same input and"
-        " settings fixes; correct it and run snakemake again' >> {log};"
-        " exit 2; fi; rm -f {params.bad_input}; "
+        " settings fixes; correct it and run snakemake again' >> {log:q};"
+        " exit 2; fi; rm -f {params.bad_input:q}; "
         + command
         + " || {{ status=$?; if [ $status = 2 ] || [ $status = 3 ]; then"
-        " mkdir -p $(dirname {params.bad_input})"
-        " && cp {log} {params.bad_input}; fi; exit $status; }}"
+        ' [ -f {log:q} ] && ! [ {log:q} -ef "$(dirname {log:q})/.$(basename {log:q}).lock" ]'
+        ' && mkdir -p "$(dirname {params.bad_input:q})"'
+        " && cp {log:q} {params.bad_input:q}; fi; exit $status; }}"
     )
+
+
+# {input...}, {output...}, {log...} and {params...} placeholders of a shell command (the
+# others, {threads}, {resources.*} and {wildcards.*}, are numbers or fixed words: see
+# wildcard_constraints)
+PLACEHOLDER = re.compile(
+    r"(?<!\{)\{(input|output|log|params)(?:\.(\w+))?(\[[^]]*\])?(:\w+)?\}"
+)
+
+
+def shell_quoting_faults(rule):
+    """The placeholders of ``rule``'s shell command that would reach the shell unquoted."""
+    faults = []
+    for match in PLACEHOLDER.finditer(rule.shellcmd or ""):
+        kind, name, _, spec = match.groups()
+        if spec == ":q":
+            continue
+        if kind == "params" and name is not None:
+            value = dict(rule.params.items()).get(name)
+            if (
+                value == ""
+                or isinstance(value, ShellText)
+                or getattr(value, "shell_text", False)
+            ):
+                continue
+        faults.append(match.group(0))
+    return faults
+
+
+def check_shell_quoting(rules):
+    """Refuse a workflow whose shell commands put a path into the shell unquoted.
+
+    A path with a space (or a quote, ``$``...) would split into words: ``rm -f`` or a
+    redirect would then act on the user's file named by its first word.
+    """
+    listed = "; ".join(
+        f"{rule.name} ({', '.join(shell_quoting_faults(rule))})"
+        for rule in rules
+        if shell_quoting_faults(rule)
+    )
+    if listed:
+        raise WorkflowError(
+            "paths reach the shell unquoted (write {input.x:q}, {output.x:q}, {log:q}, "
+            f"{{params.x:q}}, or build flags with flags()/optional_flag()): {listed}"
+        )
 
 
 def config_json():
     """The resolved configuration, quoted for the shell."""
-    return shlex.quote(json.dumps(CFG, sort_keys=True))
+    return ShellText(shlex.quote(json.dumps(CFG, sort_keys=True)))
 
 
 HALVES = (1, 2)
@@ -184,6 +256,7 @@ def inverse_model(wildcards):
     return [f"{OUT}/inverse/half{wildcards.half}.pt"] if USE_INVERSE else []
 
 
+@shell_text
 def inverse_flag(wildcards, input):
     """``--inverse-model`` for the stages that bring images back through it."""
     return optional_flag("inverse-model", input.inverse[0] if input.inverse else None)
@@ -191,12 +264,15 @@ def inverse_flag(wildcards, input):
 
 # the mask of every masked number: the user's, else the one made from the consensus map
 MASK = INPUTS["mask"] or f"{OUT}/postprocess/mask.mrc"
+# make-mask's record of the mask it made (a warning when it fell back to a sphere)
+MASK_JSON = f"{OUT}/postprocess/mask.json"
 # the deformed reconstructions: the real run and, when asked, the null control
 RUNS = ["deformed", "null"] if CFG["report"]["null_control"] else ["deformed"]
 # the half-map pairs that are post-processed with that mask
 POSTPROCESSED = ["consensus", *RUNS]
 
 
+@shell_text
 def null_control_flag(wildcards):
     """``--shuffle-latents-seed`` for the null control's jobs, nothing for the real run."""
     seed = CFG["report"]["null_seed"] if wildcards.run == "null" else None
@@ -286,6 +362,7 @@ def particle_store(wildcards):
     return [f"{OUT}/store/half{wildcards.half}"] if CFG["store"]["enabled"] else []
 
 
+@shell_text
 def store_flag(wildcards, input):
     """``--store`` when train-vae reads the half set's particle store."""
     return optional_flag("store", input.store[0] if input.store else None)

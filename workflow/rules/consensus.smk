@@ -28,11 +28,11 @@ rule reconstruct_consensus:
         version=VERSION,
     shell:
         unless_bad_input(
-            "python -m dynamight_core reconstruct --star {input.star} {params.project_root}"
-            " --halves {input.halves} --out-half1 {output.half1} --out-half2 {output.half2}"
-            " --out-full {output.full} {params.settings}"
-            " --checkpoint-dir {params.checkpoint_dir} --threads {threads}"
-            " --record {output.record} > {log} 2>&1"
+            "python -m dynamight_core reconstruct --star {input.star:q} {params.project_root}"
+            " --halves {input.halves:q} --out-half1 {output.half1:q} --out-half2 {output.half2:q}"
+            " --out-full {output.full:q} {params.settings}"
+            " --checkpoint-dir {params.checkpoint_dir:q} --threads {threads}"
+            " --record {output.record:q} --log {log:q}"
         )
 
 
@@ -67,8 +67,8 @@ rule fsc_consensus:
         version=VERSION,
     shell:
         unless_bad_input(
-            "python -m dynamight_core fsc --half1 {input.half1} --half2 {input.half2}"
-            " --full {input.full} --mask {input.mask} {params.reference} --label consensus"
-            " --out-tsv {output.tsv} --out-json {output.json} --out-png {output.png}"
-            " --record {output.record} > {log} 2>&1"
+            "python -m dynamight_core fsc --half1 {input.half1:q} --half2 {input.half2:q}"
+            " --full {input.full:q} --mask {input.mask:q} {params.reference} --label consensus"
+            " --out-tsv {output.tsv:q} --out-json {output.json:q} --out-png {output.png:q}"
+            " --record {output.record:q} --log {log:q}"
         )

@@ -29,10 +29,10 @@ rule fit_inverse:
         version=VERSION,
     shell:
         unless_bad_input(
-            "python -m dynamight_core fit-inverse --model {input.model} --latents {input.latents}"
-            " {params.settings} --checkpoint-dir {params.checkpoint_dir} --threads {threads}"
-            " --out-model {output.model} --out-json {output.json}"
-            " --record {output.record} > {log} 2>&1"
+            "python -m dynamight_core fit-inverse --model {input.model:q} --latents {input.latents:q}"
+            " {params.settings} --checkpoint-dir {params.checkpoint_dir:q} --threads {threads}"
+            " --out-model {output.model:q} --out-json {output.json:q}"
+            " --record {output.record:q} --log {log:q}"
         )
 
 
@@ -77,13 +77,13 @@ rule backproject_deformed:
         version=VERSION,
     shell:
         unless_bad_input(
-            "python -m dynamight_core backproject-deformed --star {input.star}"
-            " {params.project_root} --halves {input.halves} --half {wildcards.half}"
-            " --model {input.model} --latents {input.latents} {params.inverse} {params.null}"
+            "python -m dynamight_core backproject-deformed --star {input.star:q}"
+            " {params.project_root} --halves {input.halves:q} --half {wildcards.half}"
+            " --model {input.model:q} --latents {input.latents:q} {params.inverse} {params.null}"
             " --consensus-fit {input.consensus_fit:q}"
             " {params.settings} --shard {wildcards.shard}"
-            " --checkpoint-dir {params.checkpoint_dir} --threads {threads}"
-            " --out-sums {output.sums} --record {output.record} > {log} 2>&1"
+            " --checkpoint-dir {params.checkpoint_dir:q} --threads {threads}"
+            " --out-sums {output.sums:q} --record {output.record:q} --log {log:q}"
         )
 
 
@@ -134,14 +134,14 @@ rule solve_deformed:
         version=VERSION,
     shell:
         unless_bad_input(
-            "python -m dynamight_core solve-deformed --star {input.star}"
-            " {params.project_root} --halves {input.halves} --half {wildcards.half}"
-            " --model {input.model} --latents {input.latents} {params.inverse} {params.null}"
-            " --sums {input.sums} --consensus-fit {input.consensus_fit:q} {params.settings}"
-            " --checkpoint-dir {params.checkpoint_dir} --threads {threads}"
-            " --out-map {output.map} --out-history {output.history}"
-            " --out-iterations {output.iterations} --out-reference {output.reference:q}"
-            " --record {output.record} > {log} 2>&1"
+            "python -m dynamight_core solve-deformed --star {input.star:q}"
+            " {params.project_root} --halves {input.halves:q} --half {wildcards.half}"
+            " --model {input.model:q} --latents {input.latents:q} {params.inverse} {params.null}"
+            " --sums {input.sums:q} --consensus-fit {input.consensus_fit:q} {params.settings}"
+            " --checkpoint-dir {params.checkpoint_dir:q} --threads {threads}"
+            " --out-map {output.map:q} --out-history {output.history:q}"
+            " --out-iterations {output.iterations:q} --out-reference {output.reference:q}"
+            " --record {output.record:q} --log {log:q}"
         )
 
 
@@ -181,12 +181,12 @@ rule fsc_deformed:
         version=VERSION,
     shell:
         unless_bad_input(
-            "python -m dynamight_core fsc-deformed --half-maps {input.halves}"
-            " --iterations {input.iterations} --reference-states {input.states:q}"
-            " --consensus-half-maps {input.consensus}"
-            " --consensus-full {input.consensus_full} --mask {input.mask} {params.reference}"
+            "python -m dynamight_core fsc-deformed --half-maps {input.halves:q}"
+            " --iterations {input.iterations:q} --reference-states {input.states:q}"
+            " --consensus-half-maps {input.consensus:q}"
+            " --consensus-full {input.consensus_full:q} --mask {input.mask:q} {params.reference}"
             " {params.state}"
-            " --out-full {output.full} --out-tsv {output.tsv} --out-json {output.json}"
-            " --out-png {output.png} --out-summary {output.summary}"
-            " --record {output.record} > {log} 2>&1"
+            " --out-full {output.full:q} --out-tsv {output.tsv:q} --out-json {output.json:q}"
+            " --out-png {output.png:q} --out-summary {output.summary:q}"
+            " --record {output.record:q} --log {log:q}"
         )

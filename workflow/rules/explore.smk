@@ -59,22 +59,24 @@ rule explore_maps:
             if RECONSTRUCT_NEAREST
             else ""
         ),
-        particles=lambda wildcards: (
-            f"--star {STAR} --halves {OUT}/halves.csv"
-            f" {optional_flag('project-root', INPUTS['project_root'])}"
-            if RECONSTRUCT_NEAREST
-            else ""
+        particles=shell_text(
+            lambda wildcards: (
+                f"--star {shlex.quote(STAR)} --halves {shlex.quote(f'{OUT}/halves.csv')}"
+                f" {optional_flag('project-root', INPUTS['project_root'])}"
+                if RECONSTRUCT_NEAREST
+                else ""
+            )
         ),
         inverse=inverse_flag,
         out_dir=f"{OUT}/explore/half{{half}}/pc1",
         version=VERSION,
     shell:
         unless_bad_input(
-            "python -m dynamight_core explore maps --model {input.model}"
-            " --latents {input.latents} --error-tsv {input.error} {params.settings}"
+            "python -m dynamight_core explore maps --model {input.model:q}"
+            " --latents {input.latents:q} --error-tsv {input.error:q} {params.settings}"
             " {params.deformed} {params.particles} {params.inverse} --threads {threads}"
-            " --out-dir {params.out_dir} --out-cif {output.cif} --out-pdb {output.pdb}"
-            " --record {output.record} > {log} 2>&1"
+            " --out-dir {params.out_dir:q} --out-cif {output.cif:q} --out-pdb {output.pdb:q}"
+            " --record {output.record:q} --log {log:q}"
         )
 
 
@@ -116,8 +118,8 @@ rule explore_movie:
         version=VERSION,
     shell:
         unless_bad_input(
-            "python -m dynamight_core explore movie --model {input.model}"
-            " --latents {input.latents} {params.settings} --threads {threads}"
-            " --out-dir {params.out_dir} --out-animation {output.gif}"
-            " --record {output.record} > {log} 2>&1"
+            "python -m dynamight_core explore movie --model {input.model:q}"
+            " --latents {input.latents:q} {params.settings} --threads {threads}"
+            " --out-dir {params.out_dir:q} --out-animation {output.gif:q}"
+            " --record {output.record:q} --log {log:q}"
         )

@@ -31,18 +31,20 @@ rule fit_consensus:
     params:
         bad_input=bad_input_mark("fit_consensus"),
         settings=flags("gaussians", skip=("use_input_mask",)),
-        mask=lambda wildcards, input: optional_flag(
-            "mask", input.mask[0] if input.mask else None
+        mask=shell_text(
+            lambda wildcards, input: optional_flag(
+                "mask", input.mask[0] if input.mask else None
+            )
         ),
         checkpoint_dir=f"{CHECKPOINTS}/fit_consensus_half{{half}}",
         version=VERSION,
     shell:
         unless_bad_input(
-            "python -m dynamight_core fit-consensus --map {input.map}"
-            " --half-maps {input.half_maps} {params.mask} {params.settings}"
-            " --out-model {output.model} --out-quality {output.quality} --out-map {output.map}"
-            " --out-png {output.png} --checkpoint-dir {params.checkpoint_dir} --threads {threads}"
-            " --record {output.record} > {log} 2>&1"
+            "python -m dynamight_core fit-consensus --map {input.map:q}"
+            " --half-maps {input.half_maps:q} {params.mask} {params.settings}"
+            " --out-model {output.model:q} --out-quality {output.quality:q} --out-map {output.map:q}"
+            " --out-png {output.png:q} --checkpoint-dir {params.checkpoint_dir:q} --threads {threads}"
+            " --record {output.record:q} --log {log:q}"
         )
 
 
@@ -73,9 +75,9 @@ rule warmup:
         version=VERSION,
     shell:
         unless_bad_input(
-            "python -m dynamight_core warmup --star {input.star} {params.project_root}"
-            " --halves {input.halves} --half {wildcards.half} --model {input.model}"
-            " {params.settings} --checkpoint-dir {params.checkpoint_dir} --threads {threads}"
-            " --out-model {output.model} --out-history {output.history}"
-            " --record {output.record} > {log} 2>&1"
+            "python -m dynamight_core warmup --star {input.star:q} {params.project_root}"
+            " --halves {input.halves:q} --half {wildcards.half} --model {input.model:q}"
+            " {params.settings} --checkpoint-dir {params.checkpoint_dir:q} --threads {threads}"
+            " --out-model {output.model:q} --out-history {output.history:q}"
+            " --record {output.record:q} --log {log:q}"
         )

@@ -27,8 +27,8 @@ rule simulate:
         version=VERSION,
     shell:
         unless_bad_input(
-            "python -m dynamight_core simulate --out {params.out_dir} {params.settings}"
-            " --record {output.record} > {log} 2>&1"
+            "python -m dynamight_core simulate --out {params.out_dir:q} {params.settings}"
+            " --record {output.record:q} --log {log:q}"
         )
 
 
@@ -55,6 +55,6 @@ rule split_halves:
         version=VERSION,
     shell:
         unless_bad_input(
-            "python -m dynamight_core split-halves --star {input.star} {params.project_root}"
-            " --out {output.halves} {params.settings} --record {output.record} > {log} 2>&1"
+            "python -m dynamight_core split-halves --star {input.star:q} {params.project_root}"
+            " --out {output.halves:q} {params.settings} --record {output.record:q} --log {log:q}"
         )

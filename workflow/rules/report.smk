@@ -27,8 +27,8 @@ rule provenance:
         version=VERSION,
     shell:
         "python -m dynamight_core provenance --config-json {params.config}"
-        " --star {input.star} {params.project_root} --inputs {input.extra}"
-        " --records {input.records} --code-dir {params.code_dir} --out {output} > {log} 2>&1"
+        " --star {input.star:q} {params.project_root} --inputs {input.extra:q}"
+        " --records {input.records:q} --code-dir {params.code_dir:q} --out {output:q} --log {log:q}"
 
 
 rule report:
@@ -57,6 +57,7 @@ rule report:
         fsc_json=f"{OUT}/deformed/fsc.json",
         provenance=f"{OUT}/provenance.json",
         mask=MASK,
+        mask_json=optional_inputs(None if INPUTS["mask"] else MASK_JSON),
         negative=optional_inputs(CFG["report"]["negative_control"]),
     output:
         html=report(
@@ -73,19 +74,22 @@ rule report:
         "../../envs/dynamight.yaml"
     params:
         negative=optional_flag("negative-control", CFG["report"]["negative_control"]),
+        mask_json=optional_flag("mask-json", None if INPUTS["mask"] else MASK_JSON),
         settings=flags("report", only=("significance_z", "state_disagreement_fraction")),
+        split=flags("split", only=("min_particles_per_half",)),
     shell:
-        "python -m dynamight_core report --postprocess-json {input.postprocess_json}"
-        " --postprocess-png {input.postprocess_png} --postprocess-tsv {input.postprocess_tsv}"
-        " --local-resolution-json {input.local_json} --local-resolution-png {input.local_png}"
-        " --deformation-error-json {input.error_json}"
-        " --deformation-error-png {input.error_png} --gaussians-tsv {input.gaussians}"
-        " --local-resolution-maps {input.local_maps} --latent-json {input.latent_json}"
-        " --latent-png {input.latent_png} --displacement-png {input.displacement_png}"
-        " --training-png {input.training_png} --movie-gif {input.movie_gif}"
-        " --movie-json {input.movie_json} --maps-json {input.maps_json}"
-        " --fsc-deformed-png {input.fsc_png} --fsc-deformed-json {input.fsc_json:q}"
-        " --provenance {input.provenance}"
-        " --mask {input.mask} {params.negative} {params.settings}"
-        " --out-html {output.html} --out-summary {output.summary}"
-        " --out-gain-png {output.gain} --out-text {output.text} > {log} 2>&1"
+        "python -m dynamight_core report --postprocess-json {input.postprocess_json:q}"
+        " --postprocess-png {input.postprocess_png:q} --postprocess-tsv {input.postprocess_tsv:q}"
+        " --local-resolution-json {input.local_json:q} --local-resolution-png {input.local_png:q}"
+        " --deformation-error-json {input.error_json:q}"
+        " --deformation-error-png {input.error_png:q} --gaussians-tsv {input.gaussians:q}"
+        " --local-resolution-maps {input.local_maps:q} --latent-json {input.latent_json:q}"
+        " --latent-png {input.latent_png:q} --displacement-png {input.displacement_png:q}"
+        " --training-png {input.training_png:q} --movie-gif {input.movie_gif:q}"
+        " --movie-json {input.movie_json:q} --maps-json {input.maps_json:q}"
+        " --fsc-deformed-png {input.fsc_png:q} --fsc-deformed-json {input.fsc_json:q}"
+        " --provenance {input.provenance:q}"
+        " --mask {input.mask:q} {params.mask_json} {params.negative} {params.settings}"
+        " {params.split}"
+        " --out-html {output.html:q} --out-summary {output.summary:q}"
+        " --out-gain-png {output.gain:q} --out-text {output.text:q} --log {log:q}"

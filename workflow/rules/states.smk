@@ -38,7 +38,7 @@ rule align_halves:
         unless_bad_input(
             "python -m dynamight_core align-halves --models {input.models:q}"
             " --latents {input.latents:q} {params.settings} --threads {threads}"
-            " --out-json {output.json:q} --record {output.record:q} > {log:q} 2>&1"
+            " --out-json {output.json:q} --record {output.record:q} --log {log:q}"
         )
 
 
@@ -86,7 +86,7 @@ rule state_maps:
             " --consensus-fit {input.consensus_fit:q} --alignment {input.alignment:q}"
             " {params.deformed} {params.states} --threads {threads}"
             " --out-dir {params.out_dir:q} --out-json {output.json:q}"
-            " --record {output.record:q} > {log:q} 2>&1"
+            " --record {output.record:q} --log {log:q}"
         )
 
 
@@ -117,5 +117,5 @@ rule fsc_states:
             "python -m dynamight_core fsc-states --states {input.states:q}"
             " --mask {input.mask:q} --out-dir {params.out_dir:q}"
             " --out-json {output.json:q} --out-summary {output.summary:q}"
-            " --record {output.record:q} > {log:q} 2>&1"
+            " --record {output.record:q} --log {log:q}"
         )

@@ -27,7 +27,7 @@ rule store_particles:
         version=VERSION,
     shell:
         unless_bad_input(
-            "python -m dynamight_core store-particles --star {input.star} {params.project_root}"
-            " --halves {input.halves} --half {wildcards.half} {params.settings} {params.grid}"
-            " --threads {threads} --out {output.store} --record {output.record} > {log} 2>&1"
+            "python -m dynamight_core store-particles --star {input.star:q} {params.project_root}"
+            " --halves {input.halves:q} --half {wildcards.half} {params.settings} {params.grid}"
+            " --threads {threads} --out {output.store:q} --record {output.record:q} --log {log:q}"
         )

@@ -39,13 +39,13 @@ rule train_vae:
         version=VERSION,
     shell:
         unless_bad_input(
-            "python -m dynamight_core train-vae --star {input.star} {params.project_root}"
-            " --halves {input.halves} --half {wildcards.half} --model {input.model}"
+            "python -m dynamight_core train-vae --star {input.star:q} {params.project_root}"
+            " --halves {input.halves:q} --half {wildcards.half} --model {input.model:q}"
             " {params.settings} {params.atomic_model} {params.store} {params.local_copy}"
-            " --checkpoint-dir {params.checkpoint_dir} --threads {threads}"
-            " --out-model {output.model} --out-latents {output.latents}"
-            " --out-history {output.history} --out-png {output.png}"
-            " --record {output.record} > {log} 2>&1"
+            " --checkpoint-dir {params.checkpoint_dir:q} --threads {threads}"
+            " --out-model {output.model:q} --out-latents {output.latents:q}"
+            " --out-history {output.history:q} --out-png {output.png:q}"
+            " --record {output.record:q} --log {log:q}"
         )
 
 
@@ -82,8 +82,8 @@ rule deformation_error:
         version=VERSION,
     shell:
         unless_bad_input(
-            "python -m dynamight_core deformation-error --star {input.star} {params.project_root}"
-            " --halves {input.halves} --models {input.models} {params.settings} {params.regions}"
-            " --out-json {output.json} --out-gaussians {output.gaussians} --out-png {output.png}"
-            " --out-tsv {output.tsv} --threads {threads} --record {output.record} > {log} 2>&1"
+            "python -m dynamight_core deformation-error --star {input.star:q} {params.project_root}"
+            " --halves {input.halves:q} --models {input.models:q} {params.settings} {params.regions}"
+            " --out-json {output.json:q} --out-gaussians {output.gaussians:q} --out-png {output.png:q}"
+            " --out-tsv {output.tsv:q} --threads {threads} --record {output.record:q} --log {log:q}"
         )

@@ -32,9 +32,9 @@ rule make_mask:
         version=VERSION,
     shell:
         unless_bad_input(
-            "python -m dynamight_core make-mask --map {input.map} {params.settings}"
-            " --out-mask {output.mask} --out-json {output.json}"
-            " --record {output.record} > {log} 2>&1"
+            "python -m dynamight_core make-mask --map {input.map:q} {params.settings}"
+            " --out-mask {output.mask:q} --out-json {output.json:q}"
+            " --record {output.record:q} --log {log:q}"
         )
 
 
@@ -70,11 +70,11 @@ rule postprocess:
         version=VERSION,
     shell:
         unless_bad_input(
-            "python -m dynamight_core postprocess --half-maps {input.halves}"
-            " --mask {input.mask} {params.settings} --label {wildcards.label}"
-            " --out-sharpened {output.sharpened} --out-tsv {output.tsv}"
-            " --out-json {output.json} --out-png {output.png}"
-            " --record {output.record} > {log} 2>&1"
+            "python -m dynamight_core postprocess --half-maps {input.halves:q}"
+            " --mask {input.mask:q} {params.settings} --label {wildcards.label}"
+            " --out-sharpened {output.sharpened:q} --out-tsv {output.tsv:q}"
+            " --out-json {output.json:q} --out-png {output.png:q}"
+            " --record {output.record:q} --log {log:q}"
         )
 
 
@@ -110,11 +110,11 @@ rule local_resolution:
     shell:
         unless_bad_input(
             "python -m dynamight_core local-resolution"
-            " --consensus-half-maps {input.consensus} --deformed-half-maps {input.deformed}"
-            " --mask {input.mask} {params.settings} --threads {threads}"
-            " --out-consensus {output.consensus} --out-deformed {output.deformed}"
-            " --out-difference {output.difference} --out-json {output.json}"
-            " --out-png {output.png} --record {output.record} > {log} 2>&1"
+            " --consensus-half-maps {input.consensus:q} --deformed-half-maps {input.deformed:q}"
+            " --mask {input.mask:q} {params.settings} --threads {threads}"
+            " --out-consensus {output.consensus:q} --out-deformed {output.deformed:q}"
+            " --out-difference {output.difference:q} --out-json {output.json:q}"
+            " --out-png {output.png:q} --record {output.record:q} --log {log:q}"
         )
 
 
@@ -146,8 +146,8 @@ rule latent_space:
         version=VERSION,
     shell:
         unless_bad_input(
-            "python -m dynamight_core latent-space --model {input.model}"
-            " --latents {input.latents} --threads {threads} --out-png {output.png}"
-            " --out-displacement-png {output.displacement} --out-json {output.json}"
-            " --record {output.record} > {log} 2>&1"
+            "python -m dynamight_core latent-space --model {input.model:q}"
+            " --latents {input.latents:q} --threads {threads} --out-png {output.png:q}"
+            " --out-displacement-png {output.displacement:q} --out-json {output.json:q}"
+            " --record {output.record:q} --log {log:q}"
         )
