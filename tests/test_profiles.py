@@ -156,9 +156,11 @@ def test_python_m_finds_the_package_in_the_working_directory(checkout: Path) -> 
 FAKE_PYTHON = """\
 #!{python}
 # Stands in for `python` in the rules' shell commands: makes the stages named in
-# FAKE_FAILURES (stage=status, or stage=statusxN for the first N calls) fail.
+# FAKE_FAILURES (stage=status, or stage=statusxN for the first N calls) fail, writing
+# their --log as the real stages do.
 import os, sys
 stage = sys.argv[3] if sys.argv[1:3] == ["-m", "dynamight_core"] else None
+log = sys.argv[sys.argv.index("--log") + 1] if "--log" in sys.argv else None
 plan = dict(item.split("=") for item in os.environ["FAKE_FAILURES"].split(","))
 if stage in plan:
     with open(os.environ["FAKE_CALLS"], "a") as calls:
@@ -167,7 +169,12 @@ if stage in plan:
         count = calls.read().split().count(stage)
     status, _, times = plan[stage].partition("x")
     if not times or count <= int(times):
-        print(f"fake failure of {{stage}}: exit status {{status}}")
+        message = f"fake failure of {{stage}}: exit status {{status}}"
+        if log:
+            with open(log, "w") as out:
+                out.write(message + "\\n")
+        else:
+            print(message)
         sys.exit(int(status))
 os.execv({python!r}, [{python!r}, *sys.argv[1:]])
 """

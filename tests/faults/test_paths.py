@@ -1,25 +1,22 @@
 """Issue 29, class 1: paths with spaces, quotes, ``$`` and non-ASCII letters; class 4: logs.
 
 Every path a rule gives the shell is quoted (``{input.x:q}``...; the Snakefile refuses a
-rule that does not, ``check_shell_quoting`` in workflow/rules/common.smk). The tests run
-the workflow (a small part of it, on tiny settings) and the RELION External job in folders
-named like ``my data ü/run 1 'q' $x``, beside decoy files named like the first word of
-those paths, and check that no file outside the output folder changed. A stage given
+rule that does not, ``check_shell_quoting`` in workflow/rules/common.smk). The whole
+workflow runs, on tiny settings, as a RELION External job in a project folder named
+``my data ü/run 1 'q' $x`` (conftest.py), beside decoy files named like the first word of
+those paths, and no file outside the job folder may change. A stage given
 ``--log`` takes its log only when no running copy holds it: a refused second copy exits 2
 with one line and leaves the running copy's log as it was.
 """
 
 from __future__ import annotations
 
-import os
-import shlex
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from fault_tools import decoys, snapshot
 from workflow_tools import BIN, REPO, ok, snakemake
 
 from dynamight_core.logs import lock_path_of
@@ -28,12 +25,14 @@ from dynamight_core.logs import lock_path_of
 def test_odd_paths_run_and_touch_nothing_outside_the_output_folder(
     odd_noise_run: dict[str, object],
 ) -> None:
-    """The whole workflow (conftest.py's run) in ``my data ü/run 1 'q' $x``."""
+    """The whole workflow as a RELION External job (conftest.py) in ``my data ü/run 1 'q' $x``."""
     # first: an unquoted path would have hit the decoys even if the run then failed
-    assert odd_noise_run["after"] == odd_noise_run["before"], "files outside output_dir changed"
+    assert odd_noise_run["after"] == odd_noise_run["before"], "files outside the job changed"
     result, out = odd_noise_run["result"], odd_noise_run["out"]
     assert isinstance(result, subprocess.CompletedProcess) and isinstance(out, Path)
     ok(result)
+    assert (out / "RELION_JOB_EXIT_SUCCESS").is_file()
+    assert (out / "RELION_OUTPUT_NODES.star").is_file()
     for made in ("consensus/fsc.json", "vae/half1/latents.csv", "store/half1/store.json"):
         assert (out / made).is_file(), made
     for made in ("report.html", "deformed/half2.mrc", "explore/half2/movie/movie.cxc"):
@@ -72,50 +71,6 @@ def test_the_snakefile_refuses_an_unquoted_path(tmp_path: Path) -> None:
     failed = parse()
     assert failed.returncode != 0
     assert "instead of redirecting" in failed.stdout + failed.stderr
-
-
-# --- the RELION External job in a project whose path holds a space and a ü -------------
-
-
-def test_relion_external_job_in_a_project_with_an_odd_path(
-    small_dataset: Path, tmp_path: Path
-) -> None:
-    """The shipped wrapper, as RELION runs it; snakemake runs split_halves for real."""
-    import re
-
-    project = tmp_path / "my project ü"
-    extract = project / "Extract" / "job005"
-    extract.mkdir(parents=True)
-    for stack in small_dataset.glob("*.mrcs"):
-        shutil.copy(stack, extract / stack.name)
-    star = "Refine3D/job010/run_data.star"
-    text = (small_dataset / "particles.star").read_text()
-    text = re.sub(r"(\d+)@(?!/)(\S+\.mrcs)", r"\1@Extract/job005/\2", text)
-    (project / star).parent.mkdir(parents=True)
-    (project / star).write_text(text)
-    (project / "External/job001").mkdir(parents=True)
-    decoys(tmp_path, project)
-    before = snapshot(tmp_path)
-    # the real snakemake, up to the first stage (no lock: it runs in the repository)
-    until = [sys.executable, "-m", "snakemake", "--nolock", "--until", "split_halves"]
-    env = {**os.environ, "DYNAMIGHT_SNAKEMAKE": shlex.join(until)}
-    wrapper = [str(REPO / "relion" / "dynamight_external"), "--o", "External/job001/"]
-    result = subprocess.run(
-        [*wrapper, "--in_parts", star, "--j", "1"],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    output = result.stdout + result.stderr
-    job = project / "External/job001"
-    assert snapshot(tmp_path, job) == before, "files outside the job folder changed"
-    assert result.returncode == 0, output[-4000:]
-    assert (job / "RELION_JOB_EXIT_SUCCESS").exists()
-    assert (job / "halves.csv").is_file()
-    assert f"--star {project / star} " in (job / "logs/split_halves.log").read_text()
 
 
 # --- class 4: a refused second copy leaves the running copy's log alone ----------------
@@ -202,8 +157,10 @@ def test_snakemake_job_refused_by_a_running_copy_keeps_its_log(
     first = _first_copy(log, tmp_path)
     try:
         written = log.read_bytes()
+        # as the External job ran it: from the repository, with the job's configuration
         result = snakemake(
-            out.parent,
+            REPO,
+            "--nolock",
             "--cores",
             "1",
             "--retries",
@@ -211,7 +168,7 @@ def test_snakemake_job_refused_by_a_running_copy_keeps_its_log(
             "--forcerun",
             "train_vae",
             str(out / "vae/half1/latents.csv"),
-            configfiles=("config.yaml", "ci.yaml", "tiny.yaml"),
+            configfiles=(str(out / "dynamight_config.yaml"),),
         )
         assert isinstance(result, subprocess.CompletedProcess)
         assert result.returncode != 0
