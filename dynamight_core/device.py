@@ -1,7 +1,10 @@
 """Device choice, thread count, seeding and the state of the random number generators.
 
 A stage runs on CUDA whenever a GPU is visible (SLURM sets ``CUDA_VISIBLE_DEVICES``) and
-on the CPU otherwise; no stage hard-codes a GPU index.
+on the CPU otherwise; no stage hard-codes a GPU index. A job that was given a GPU which
+torch cannot use (a CPU build of torch, or a CUDA build without a working driver) stops
+with an error naming the fix instead of running silently, many times slower, on the CPU;
+``--device cpu`` (or a stage's ``resources.<stage>.gpu: 0``) runs on the CPU on purpose.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from typing import IO, Any, cast
 
 import numpy as np
 import torch
+
+from dynamight_core.errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +68,62 @@ def _least_used_gpu(count: int) -> int:
     return max(range(count), key=free.__getitem__)
 
 
+NVIDIA_GPUS = Path("/proc/driver/nvidia/gpus")
+"""One folder per GPU the NVIDIA driver sees: present only on a machine with one."""
+GPU_ENV = ("CUDA_VISIBLE_DEVICES", "SLURM_JOB_GPUS", "SLURM_STEP_GPUS")
+
+
+def allocated_gpus(env: dict[str, str] | None = None, driver: Path = NVIDIA_GPUS) -> str | None:
+    """What says this job was given an NVIDIA GPU (e.g. ``CUDA_VISIBLE_DEVICES=0``), or None.
+
+    A GPU is taken as given when the job's environment names one (SLURM sets these for a
+    job with ``--gpus``/``--gres``) and the NVIDIA driver sees a GPU on the machine, so a
+    test cluster's fake GPUs (no driver) count as none.
+    """
+    values = os.environ if env is None else env
+    named = [
+        f"{key}={values[key]}"
+        for key in GPU_ENV
+        if values.get(key, "").strip() not in ("", "-1", "NoDevFiles")
+    ]
+    has_driver = driver.is_dir() and any(driver.iterdir())
+    return ", ".join(named) if named and has_driver else None
+
+
+def check_gpu_usable(given: str | None) -> None:
+    """Fail when the job was given a GPU that torch cannot use.
+
+    ``given``: what says the job has a GPU (:func:`allocated_gpus`), ``None`` when none.
+
+    Raises
+    ------
+    InputError
+        Naming the torch build found and the command that installs a CUDA build.
+    """
+    if given is None or torch.cuda.is_available():
+        return
+    cpu_build = torch.version.cuda is None
+    found = (
+        f"torch {torch.__version__}, a CPU-only build"
+        if cpu_build
+        else f"torch {torch.__version__} (CUDA {torch.version.cuda}) that sees no usable GPU"
+    )
+    hint = (
+        "Install a CUDA build in the project's environment: `make install TORCH_BUILD=cu126` "
+        "(or cu129, cu130, cu132, to match the driver; `nvidia-smi` shows its CUDA version)"
+        if cpu_build
+        else "Check the NVIDIA driver (`nvidia-smi`) and that torch's CUDA version is not newer "
+        "than the driver's"
+    )
+    raise InputError(
+        "torch",
+        "device",
+        f"a torch that can use the GPU this job was given ({given})",
+        found,
+        hint + "; or run on the CPU on purpose: --device cpu, or resources.<stage>.gpu: 0",
+    )
+
+
 def select_device(requested: str = "auto") -> torch.device:
     """Return the compute device.
 
@@ -70,8 +131,15 @@ def select_device(requested: str = "auto") -> torch.device:
     ----------
     requested
         ``"auto"`` (CUDA if visible, else CPU), ``"cpu"``, or ``"cuda"``.
+
+    Raises
+    ------
+    InputError
+        With ``"auto"``, when the job was given a GPU that torch cannot use
+        (:func:`check_gpu_usable`).
     """
     if requested == "auto":
+        check_gpu_usable(allocated_gpus())
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0:
             device = torch.device("cpu")
