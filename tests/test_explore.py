@@ -171,22 +171,27 @@ def test_report_shows_the_movies(local_run: Path) -> None:
 def test_select_by_pc1_percentiles_writes_subset_and_complement(
     local_run: Path, tmp_path: Path
 ) -> None:
-    star = local_run / "results/simulated/particles.star"
-    latents = [local_run / f"results/vae/half{h}/latents.csv" for h in HALVES]
+    """The README's example: the lowest 30% of the aligned PC1 in both half sets is one end
+    of the simulation's true motion in both (the mean true hinge coordinate of each half's
+    selection lies on the same side of the whole set's), and without the alignment the
+    two tables are refused."""
+    results = local_run / "results"
+    star = results / "simulated/particles.star"
+    latents = [results / f"vae/half{h}/latents.csv" for h in HALVES]
+    alignment = results / "latent/alignment.json"
     selected, complement = tmp_path / "selected.star", tmp_path / "complement.star"
+    arguments = ["explore", "select", "--latents", *map(str, latents), "--star", str(star)]
+    arguments += ["--pc-percentiles", "1:0:30", "--out-selected", str(selected)]
+    arguments += ["--out-complement", str(complement)]
+    unaligned = subprocess.run(
+        [sys.executable, "-m", "dynamight_core", *arguments], capture_output=True, text=True
+    )
+    assert unaligned.returncode == 2 and "--alignment" in unaligned.stderr, unaligned.stderr
+    assert not selected.exists()
     _run(
-        "explore",
-        "select",
-        "--latents",
-        *map(str, latents),
-        "--star",
-        str(star),
-        "--pc-percentiles",
-        "1:0:30",
-        "--out-selected",
-        str(selected),
-        "--out-complement",
-        str(complement),
+        *arguments,
+        "--alignment",
+        str(alignment),
         "--out-csv",
         str(tmp_path / "selection.csv"),
         cwd=tmp_path,
@@ -196,13 +201,23 @@ def test_select_by_pc1_percentiles_writes_subset_and_complement(
     rest = starfile.read(complement, always_dict=True)
     pd.testing.assert_frame_equal(chosen["optics"], original["optics"])
     particles = original["particles"]
-    # the particles chosen independently: the lowest 30% of PC1 in each half set
+    # the particles chosen independently: the lowest 30% of the aligned PC1 in each half
+    sign = json.loads(alignment.read_text())["sign"]
+    truth = load_truth(results / "simulated").coordinates
     expected = np.zeros(len(particles), dtype=bool)
-    for path in latents:
+    ends = []
+    for half, path in zip(HALVES, latents, strict=True):
         table = pd.read_csv(path)
         scores = latent_pca(table[[c for c in table if c.startswith("mu_")]].to_numpy()).scores
-        expected[table["row"].to_numpy()[scores[:, 0] <= np.percentile(scores[:, 0], 30)]] = True
+        pc1 = scores[:, 0] * (sign if half == 2 else 1)
+        rows = table["row"].to_numpy()[pc1 <= np.percentile(pc1, 30)]
+        expected[rows] = True
+        ends.append(float(truth[rows].mean() - truth.mean()))
     assert abs(expected.mean() - 0.3) < 0.01
+    assert ends[0] * ends[1] > 0, ends  # one end of the motion in both half sets
+    # a score correlated r with the truth puts its lowest 30% about 1.16 r sigma below the
+    # mean; the aligned test asks r > 0.5 (0.58 sigma): half that is a safe floor
+    assert min(abs(end) for end in ends) > 0.25 * float(truth.std()), ends
     pd.testing.assert_frame_equal(
         chosen["particles"], particles[expected].reset_index(drop=True), check_exact=True
     )

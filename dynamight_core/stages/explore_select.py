@@ -4,8 +4,14 @@ The region is one of: a box or a polygon on the PC1/PC2 scores (``--coordinates 
 on the latent coordinates themselves), a score range (``--pc-range``) or percentile range
 (``--pc-percentiles``) of one principal component, or k-means cluster labels
 (``--clusters K:labels``, numbered as ``explore maps --clusters`` numbers them). Each half
-set's latent table is a latent space of its own (two independent models): with both
-tables the region is applied to each half in its own PCA. The complement is the particles
+set's latent table is a latent space of its own (two independent models), whose PC1 sign
+is arbitrary: with both tables, ``--alignment`` (align-halves' ``latent/alignment.json``)
+orients half set 2's PC1 as half set 1's, so that a region on PC1 names one end of the
+motion in both halves; the region is then applied to each half in its own PCA, half 2's
+PC1 scores multiplied by the alignment's sign. Both tables without an alignment, an
+alignment of other tables or one whose halves do not agree on the motion, and criteria that
+only PC1's orientation cannot make comparable (other components, latent coordinates) are
+refused. The complement is the particles
 with a latent outside the region: particles without a latent (of a half whose table was
 not given) are in neither file. A region that holds no particle stops with exit code 2; one
 that holds every particle is written with a warning. The subset and the complement are the
@@ -71,6 +77,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "'K:L1,L2,...': k-means with K clusters, keep labels L1, L2, ...",
         default=None,
     )
+    add_file_argument(
+        parser,
+        "--alignment",
+        "align-halves' record (results/latent/alignment.json): needed with both half sets' "
+        "tables, it orients half set 2's PC1 as half set 1's",
+        default=None,
+    )
     add_run_argument(
         parser,
         "--coordinates",
@@ -95,13 +108,14 @@ def run(args: argparse.Namespace) -> None:
         flags = ", ".join("--" + name.replace("_", "-") for name in CRITERIA)
         raise InputError("explore select", "region", f"exactly one of {flags}", str(given))
     criterion = given[0]
+    signs = _pc1_signs(args, criterion)
     image_names = particle_image_names(args.star)
     keep = np.zeros(len(image_names), dtype=bool)
     has_latent = np.zeros(len(image_names), dtype=bool)
     tables = []
     seen: set[int] = set()
-    for path in args.latents:
-        table, chosen, scores = _select_half(args, criterion, path, image_names)
+    for path, sign in zip(args.latents, signs, strict=True):
+        table, chosen, scores = _select_half(args, criterion, path, image_names, sign)
         rows = table["row"].to_numpy(dtype=np.int64)
         overlap = seen.intersection(rows.tolist())
         if overlap:
@@ -137,6 +151,8 @@ def run(args: argparse.Namespace) -> None:
                 "selected": selected,
                 "complement": complement,
                 "latents": list(args.latents),
+                "alignment": args.alignment,
+                "pc1_signs": signs,
                 "star": args.star,
             },
         )
@@ -173,10 +189,115 @@ def _check_selection(
         )
 
 
+def _pc1_signs(args: argparse.Namespace, criterion: str) -> list[int]:
+    """Each table's PC1 sign: 1, and with two tables half 2's sign from ``--alignment``.
+
+    Raises
+    ------
+    InputError
+        Two tables without an alignment, an alignment of other tables or without
+        agreement, or a criterion on what the alignment does not orient.
+    """
+    from dynamight_core.errors import InputError
+
+    if len(args.latents) == 1:
+        return [1]
+    if len(args.latents) != 2:
+        raise InputError("--latents", "files", "one or both half sets' tables", "more")
+    if not args.alignment:
+        raise InputError(
+            "--alignment",
+            "file",
+            "align-halves' record with both half sets' tables",
+            "none given",
+            "Each half set's PC1 has its own sign: without the alignment a region on PC1 "
+            "takes one end of the motion in one half and the other end in the other. Give "
+            "--alignment results/latent/alignment.json",
+        )
+    if not _on_pc1(args, criterion):
+        raise InputError(
+            f"--{criterion.replace('_', '-')}",
+            criterion,
+            "a region on PC1 (--pc-range/--pc-percentiles 1:..., or --box/--polygon on PC "
+            "scores) with both half sets",
+            str(getattr(args, criterion)),
+            "Only PC1 is oriented alike in both half sets (align-halves): select other "
+            "components, clusters or latent coordinates in each half set on its own",
+        )
+    return [1, _alignment_sign(args.alignment, args.latents)]
+
+
+def _on_pc1(args: argparse.Namespace, criterion: str) -> bool:
+    """Whether the region is one the aligned PC1 makes comparable across half sets.
+
+    A range of PC1, or a box or polygon on PC scores (PC1 aligned; PC2, if used, keeps each
+    half's sign: a box symmetric in PC2 is safe, the log says so).
+    """
+    if criterion in ("pc_range", "pc_percentiles"):
+        return str(getattr(args, criterion)).split(":")[0].strip() == "1"
+    if criterion in ("box", "polygon") and args.coordinates == "pc":
+        logger.warning(
+            "with both half sets only PC1 is oriented alike: the region's other coordinates "
+            "(PC2, ...) keep each half set's own sign"
+        )
+        return True
+    return False
+
+
+def _alignment_sign(path: str, latents: list[str]) -> int:
+    """Half 2's PC1 sign from align-halves' record, after checking it is of these tables."""
+    import json
+    from pathlib import Path
+
+    from dynamight_core.data.latent_alignment import MIN_AGREEMENT
+    from dynamight_core.errors import InputError
+    from dynamight_core.io.files import sha256_file
+    from dynamight_core.stages.align_halves import ALIGNMENT_KIND
+
+    try:
+        record = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as err:
+        raise InputError(path, "file", "align-halves' JSON record", str(err)) from None
+    if not isinstance(record, dict) or record.get("kind") != ALIGNMENT_KIND:
+        raise InputError(path, "kind", ALIGNMENT_KIND, repr(record.get("kind", record)))
+    hashes = [sha256_file(table) for table in latents]
+    if record.get("latents_sha256") != hashes:
+        raise InputError(
+            path,
+            "latents_sha256",
+            f"the alignment of {latents[0]} (half set 1) and {latents[1]} (half set 2)",
+            "the alignment of other tables (or of these in the other order)",
+            "Give the tables as half set 1, half set 2, with that run's alignment.json",
+        )
+    if not record.get("aligned"):
+        raise InputError(
+            path,
+            "correlation",
+            f"half sets that agree on the motion along PC1 (agreement >= {MIN_AGREEMENT})",
+            f"agreement {record.get('correlation')}",
+            "The halves' PC1 are not one motion: select in each half set on its own",
+        )
+    sign = int(record["sign"])
+    logger.info(
+        "half set 2's PC1 %s half set 1's (agreement %.2f, %s)",
+        "follows" if sign > 0 else "is reversed against",
+        record["correlation"],
+        path,
+    )
+    return sign
+
+
 def _select_half(
-    args: argparse.Namespace, criterion: str, path: str, image_names: np.ndarray
+    args: argparse.Namespace,
+    criterion: str,
+    path: str,
+    image_names: np.ndarray,
+    sign: int = 1,
 ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    """The half set's table, `(P,)` selection mask and `(P, L)` PC scores."""
+    """The half set's table, `(P,)` selection mask and `(P, L)` PC scores.
+
+    ``sign`` multiplies the PC1 scores (half set 2's orientation from the alignment).
+    """
     import numpy as np
 
     from dynamight_core.data.latent_space import latent_clusters, latent_pca
@@ -187,7 +308,9 @@ def _select_half(
     table, latents = read_latent_means(path)
     check_rows_match_star(path, table, image_names, args.star)
     pca = latent_pca(latents)
-    coordinates = pca.scores if args.coordinates == "pc" else latents
+    scores = pca.scores.copy()
+    scores[:, 0] *= sign
+    coordinates = scores if args.coordinates == "pc" else latents
     text = getattr(args, criterion)
     try:
         if criterion == "box":
@@ -199,7 +322,7 @@ def _select_half(
             chosen = in_polygon(coordinates[:, :2], parse_vertices(text))
         elif criterion in ("pc_range", "pc_percentiles"):
             component, low, high = _component_range(text, latents.shape[1])
-            values = pca.scores[:, component]
+            values = scores[:, component]
             if criterion == "pc_percentiles":
                 low, high = np.percentile(values, [low, high])
             chosen = in_range(values, low, high)
@@ -210,7 +333,7 @@ def _select_half(
     except ValueError as err:
         flag = "--" + criterion.replace("_", "-")
         raise InputError(flag, criterion, "a region in the documented form", str(err)) from None
-    return table, np.asarray(chosen, dtype=bool), pca.scores
+    return table, np.asarray(chosen, dtype=bool), scores
 
 
 def _numbers(text: str) -> list[float]:
