@@ -430,6 +430,24 @@ SCHEMA: dict[str, Any] = {
             "null control's and the consensus's for the report to call the gain significant",
             0.0,
         ),
+        "min_gain_fsc_area": Key(
+            "float",
+            0.002,
+            "least gain in masked FSC area (over the consensus, over the null control) that "
+            "the report calls a gain, however significant: below it the answer is no. The "
+            "null control's own offset from the consensus is of this order on the demo "
+            "(+0.0006) and on cryoJAX T4 lysozyme the deformed maps gain 0.002-0.013",
+            0.0,
+        ),
+        "min_motion_fraction": Key(
+            "float",
+            0.1,
+            "least RMS motion of the most mobile region, as a fraction of the resolution, "
+            "for the report to call the motion real: a shift of 0.1 of the resolution turns "
+            "the phase at the resolution shell by 36 degrees, the least a half-map FSC there "
+            "can see",
+            0.0,
+        ),
         "state_disagreement_fraction": Key(
             "float",
             0.1,

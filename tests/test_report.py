@@ -70,14 +70,21 @@ def _post(area: float, spread: float) -> dict[str, Any]:
     }
 
 
-def _inputs(consensus: float, deformed: float, null: float | None) -> ReportInputs:
-    # paired errors: deformed - consensus has 0.004 (spreads of opposite sign), deformed -
-    # null 0.002 (the null's replicates do not vary)
-    post = {"consensus": _post(consensus, 0.002), "deformed": _post(deformed, -0.002)}
+def _inputs(
+    consensus: float,
+    deformed: float,
+    null: float | None,
+    spread: float = 0.002,
+    motion_a: float = 3.0,
+    error_a: float = 1.0,
+) -> ReportInputs:
+    # paired errors: deformed - consensus has 2 x spread (spreads of opposite sign),
+    # deformed - null one spread (the null's replicates do not vary)
+    post = {"consensus": _post(consensus, spread), "deformed": _post(deformed, -spread)}
     if null is not None:
         post["null"] = _post(null, 0.0)
     local = {"consensus": {"median_a": 9.0}, "deformed": {"median_a": 8.5}, "finer_fraction": 0.7}
-    error = {"median_motion_a": 3.0, "median_error_a": 1.0, "regions": []}
+    error = {"median_motion_a": motion_a, "median_error_a": error_a, "regions": []}
     latent = {f"half{h}": {"explained_variance": [0.5, 0.2, 0.3]} for h in (1, 2)}
     return ReportInputs(post, local, error, latent, significance_z=3.0)
 
@@ -105,12 +112,42 @@ def test_gain_is_significant_only_over_both_consensus_and_null(
     assert gain["map_better"] is map_better
     significant = map_better and motion_real is not False
     assert gain["significant"] is significant
-    assert gain["verdict"].startswith("Significant" if significant else "No significant")
+    assert f"Is the map better? {'yes' if map_better else 'inconclusive'}" in gain["verdict"]
     assert gain["over_consensus"]["se"] == pytest.approx(0.004)
     assert gain["over_consensus"]["z"] == pytest.approx((deformed - consensus) / 0.004, abs=0.01)
     if null is not None:
         assert gain["over_null"]["z"] == pytest.approx((deformed - null) / 0.002, abs=0.01)
     assert any("null control" in w for w in summary["warnings"]) is warned
+
+
+# resolution 8 Å: the motion floor is 0.8 Å (report.min_motion_fraction 0.1)
+@pytest.mark.parametrize(
+    ("case", "arguments", "motion", "better", "next_step"),
+    [
+        ("demo-like", (0.40, 0.45, 0.38), "yes", "yes", "RELION PostProcess"),
+        # +0.001 at 5 standard errors over the consensus: real, too small to matter
+        ("tiny gain", (0.40, 0.401, 0.38, 0.0001), "yes", "no", "gains little"),
+        # a 2-epoch run: 0.0035 Å of decoded motion, whatever the FSC areas say
+        ("2 epochs", (0.40, 0.4001, 0.3999, 0.0001, 0.0035), "no", "no", "below what"),
+        # no motion: 0.3 Å, and a gain of 0.002 excluded
+        ("motion-free", (0.40, 0.4002, 0.4001, 0.0002, 0.3, 0.2), "no", "no", "consensus map"),
+        # significant over both, but the half sets disagree as much as it moves
+        ("disagree", (0.40, 0.45, 0.38, 0.002, 3.0, 3.5), "inconclusive", "yes", "train longer"),
+        # not enough data to tell: 2.5 and 1.5 standard errors
+        ("too few", (0.40, 0.41, 0.407), "inconclusive", "inconclusive", "more particles"),
+    ],
+)
+def test_each_question_is_answered_with_an_effect_size(
+    case: str, arguments: tuple, motion: str, better: str, next_step: str
+) -> None:
+    gain = build_summary(_inputs(*arguments), {"pixel_size_a": 1.8, "box_px": 64})["gain"]
+    answers = gain["answers"]
+    assert answers["motion_real"]["answer"] == motion, (case, answers)
+    assert answers["map_better"]["answer"] == better, (case, answers)
+    assert gain["motion_real"] is (motion == "yes") and gain["map_better"] is (better == "yes")
+    assert f"Is the motion real? {motion} (" in gain["verdict"]
+    assert f"Is the map better? {better} (" in gain["verdict"]
+    assert next_step in gain["next_step"] and gain["verdict"].endswith(f"{gain['next_step']}.")
 
 
 def test_negative_control_is_reported_beside_the_run() -> None:
@@ -125,7 +162,8 @@ def test_negative_control_is_reported_beside_the_run() -> None:
     control = summary["negative_control"]
     assert control["significant"] is False
     assert control["gain_over_consensus"] == still["gain"]["over_consensus"]
-    assert control["verdict"].startswith("No significant gain")
+    assert control["verdict"] == still["gain"]["verdict"]
+    assert "Is the map better? yes" not in control["verdict"]
 
 
 # ---- independent recomputation ----------------------------------------------------------
@@ -272,7 +310,37 @@ def _bfactor(
     return -4.0 * slope
 
 
-def _recompute(results: Path, significance_z: float) -> dict[str, Any]:
+def _answers(
+    gain: dict[str, Any],
+    regions: list[dict[str, Any]],
+    particles: pd.DataFrame,
+    resolution_a: float,
+    floors: dict[str, float],
+) -> None:
+    """The two answers' booleans as the issue defines them: significant (z >= the report's
+    threshold) and large enough (gain >= min_gain_fsc_area; the most mobile region's RMS
+    motion >= min_motion_fraction x resolution), with no contradicting warning."""
+    z, floor = floors["significance_z"], floors["min_gain_fsc_area"]
+    gain.update(floors)
+
+    def enough(name: str) -> bool:
+        return gain[name]["z"] >= z and gain[name]["fsc_area"] >= floor
+
+    moving = max(region["motion_rms_a"] for region in regions)
+    unresolvable = moving < floors["min_motion_fraction"] * resolution_a
+    agree = particles["error_a"].median() < particles["motion_a"].median()
+    null, real = gain["null_over_consensus"], gain["over_consensus"]
+    control = null["fsc_area"] < real["fsc_area"] - real["se"]
+    gain["motion_real"] = enough("over_null") and not unresolvable and agree and control
+    gain["map_better"] = enough("over_consensus")
+    gain["significant"] = gain["map_better"] and gain["motion_real"]
+    gain["answers"] = {
+        "motion_real": {"unresolvable": unresolvable},
+        "map_better": {"unresolvable": False},
+    }
+
+
+def _recompute(results: Path, floors: dict[str, float]) -> dict[str, Any]:
     """summary.json as the definitions give it, from the maps and tables on disk."""
     mask, pixel = _read(results / "postprocess/mask.mrc")
     box = mask.shape[0]
@@ -315,11 +383,7 @@ def _recompute(results: Path, significance_z: float) -> dict[str, Any]:
         "local_resolution_median_change_a": maps["consensus"]["local_resolution_median_a"]
         - maps["deformed"]["local_resolution_median_a"],
         "local_resolution_finer_fraction": float(np.mean(gain_map[consensus_local > 0] > 0)),
-        "significance_z": significance_z,
     }
-    gain["map_better"] = bool(gain["over_consensus"]["z"] >= significance_z)
-    gain["motion_real"] = bool(gain["over_null"]["z"] >= significance_z)
-    gain["significant"] = gain["map_better"] and gain["motion_real"]
     particles = pd.read_csv(results / "vae/deformation_error.tsv", sep="\t")
     points = pd.read_csv(results / "vae/deformation_error_gaussians.tsv", sep="\t")
     local_maps = {label: _read(results / f"local_resolution/{label}.mrc")[0] for label in LOCAL}
@@ -349,6 +413,7 @@ def _recompute(results: Path, significance_z: float) -> dict[str, Any]:
                 "local_resolution_gain_a": medians["consensus"] - medians["deformed"],
             }
         )
+    _answers(gain, regions, particles, maps["deformed"]["resolution_0143_a"], floors)
     latent = {}
     for half in (1, 2):
         table = pd.read_csv(results / f"vae/half{half}/latents.csv").filter(regex=r"^mu_")
@@ -449,7 +514,11 @@ RELATIVE = {"bfactor_a2": 2e-3}
 def test_every_number_in_summary_json_is_recomputed_from_the_maps(local_run: Path) -> None:
     results = local_run / "results"
     summary = json.loads((results / "summary.json").read_text())
-    expected = _recompute(results, summary["gain"]["significance_z"])
+    floors = {
+        key: summary["gain"][key]
+        for key in ("significance_z", "min_gain_fsc_area", "min_motion_fraction")
+    }
+    expected = _recompute(results, floors)
     written = {k: v for k, v in _leaves(summary).items() if not isinstance(v, str)}
     written = {k: v for k, v in written.items() if not k.startswith(".warnings")}
     recomputed = _leaves(expected)
@@ -465,9 +534,9 @@ def test_every_number_in_summary_json_is_recomputed_from_the_maps(local_run: Pat
             written[key],
             value,
         )
-    assert summary["gain"]["verdict"].startswith(
-        "Significant" if expected["gain"]["significant"] else "No significant"
-    )
+    for question in ("motion_real", "map_better"):
+        said = summary["gain"]["answers"][question]["answer"]
+        assert (said == "yes") is expected["gain"][question], (question, said)
 
 
 def test_null_control_loses_the_gain_on_the_demo(local_run: Path) -> None:

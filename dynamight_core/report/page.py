@@ -82,6 +82,9 @@ def _not_shown_real(gain: Mapping[str, Any]) -> str | None:
         return None
     if gain.get("unresolved"):
         why = "the half maps have no resolution, so nothing shows a motion in the data"
+    elif "answers" in gain:
+        answer = gain["answers"]["motion_real"]
+        why = f"the answer is {answer['answer']}: {answer['reason']}"
     elif "motion_real" in gain:
         why = "the deformed maps do not beat the null control (shuffled latents)"
     else:

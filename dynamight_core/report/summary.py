@@ -5,10 +5,12 @@ local resolution, the half sets' disagreement, the latent PCA), so that each can
 recomputed from the maps and tables alone. Gains are differences of masked,
 phase-randomisation-corrected FSC areas (mean FSC over shells 1 .. Nyquist), in units of
 their standard error (a block jackknife over Fourier sectors of the paired difference,
-:func:`_difference`). Two questions, each answered at ``significance_z`` standard errors:
-is the motion real (the deformed maps beat the null control, the same reconstruction with
-shuffled latents: a gain the null also shows is not the motion's), and is the map better
-(the deformed maps beat the consensus). The gain is significant when both hold.
+:func:`_difference`). Two questions, each answered yes, no or inconclusive by
+:mod:`dynamight_core.report.verdict` (significance and an effect that matters): is the
+motion real (the deformed maps beat the null control, the same reconstruction with
+shuffled latents: a gain the null also shows is not the motion's; and the decoded motion
+is large enough for the resolution), and is the map better (the deformed maps beat the
+consensus). The gain is significant when both answers are yes.
 
 Half maps without a resolution (post-processing wrote ``resolution_0143_a: null``, e.g.
 pure noise) support no claim: the verdict is "no resolution / no gain", whatever their
@@ -24,6 +26,14 @@ from typing import Any
 import numpy as np
 
 from dynamight_core.metrics.fsc import jackknife_standard_error
+from dynamight_core.report.verdict import (
+    YES,
+    Floors,
+    map_answer,
+    motion_answer,
+    next_step,
+    verdict_text,
+)
 
 MAP_KEYS = (
     "resolution_0143_a",
@@ -51,6 +61,8 @@ class ReportInputs:
     # fsc-deformed's reference_states: the state both half maps are in and its agreement
     reference_states: Mapping[str, Any] | None = None
     state_disagreement_fraction: float = 0.1
+    min_gain_fsc_area: float = 0.002
+    min_motion_fraction: float = 0.1
 
 
 def _difference(first: Mapping[str, Any], second: Mapping[str, Any]) -> dict[str, float]:
@@ -106,53 +118,26 @@ def _gain(inputs: ReportInputs) -> dict[str, Any]:
         ),
         "local_resolution_finer_fraction": local["finer_fraction"],
     }
-    threshold = inputs.significance_z
+    floors = Floors(inputs.significance_z, inputs.min_gain_fsc_area, inputs.min_motion_fraction)
     missing = [label for label in unresolved(post) if label in ("consensus", "deformed")]
     gain["unresolved"] = missing
-    gain["map_better"] = bool(gain["over_consensus"]["z"] >= threshold) and not missing
     if "null" in post:
         gain["over_null"] = _difference(deformed, post["null"])
         gain["null_over_consensus"] = _difference(post["null"], consensus)
-        gain["motion_real"] = bool(gain["over_null"]["z"] >= threshold) and not missing
-    gain["significance_z"] = threshold
+    gain["significance_z"] = floors.significance_z
+    gain["min_gain_fsc_area"] = floors.min_gain_fsc_area
+    gain["min_motion_fraction"] = floors.min_motion_fraction
+    resolution = deformed["resolution_0143_a"] or consensus["resolution_0143_a"]
+    motion = motion_answer(gain, inputs.deformation_error, resolution, floors)
+    better = map_answer(gain, floors, motion)
+    gain["answers"] = {"motion_real": motion.record(), "map_better": better.record()}
+    gain["map_better"] = better.answer == YES
+    if "null" in post:
+        gain["motion_real"] = motion.answer == YES
     gain["significant"] = bool(gain["map_better"] and gain.get("motion_real", True))
-    gain["verdict"] = verdict(gain)
+    gain["next_step"] = next_step(motion, better, missing)
+    gain["verdict"] = verdict_text(motion, better, gain["next_step"], missing)
     return gain
-
-
-def verdict(gain: Mapping[str, Any]) -> str:
-    """Whether the deformed maps are significantly better, and the two answers behind it.
-
-    "No resolution / no gain" when the consensus or deformed half maps have no resolution
-    (``gain["unresolved"]``): their FSC areas are noise and support no claim.
-    """
-    threshold = gain["significance_z"]
-    over = gain["over_consensus"]
-    missing = gain.get("unresolved", [])
-    if missing:
-        return (
-            "No resolution / no gain: the "
-            + " and ".join(missing)
-            + " half maps have no resolution (their corrected masked FSC falls below 0.143 "
-            "in the first shells, or is nowhere above it by more than noise: no signal), so no "
-            "gain can be claimed or measured."
-        )
-    parts = []
-    if "over_null" in gain:
-        null = gain["over_null"]
-        parts.append(
-            f"the motion is {'real' if gain['motion_real'] else 'not shown to be real'}: the "
-            f"deformed maps beat the null control with shuffled latents by "
-            f"{null['fsc_area']:+.4f} in masked FSC area ({null['z']:.1f} standard errors)"
-        )
-    else:
-        parts.append("the motion was not tested (no null control)")
-    parts.append(
-        f"the map is {'better' if gain['map_better'] else 'not significantly better'} than "
-        f"the consensus: {over['fsc_area']:+.4f} ({over['z']:.1f} standard errors)"
-    )
-    head = "Significant gain" if gain["significant"] else "No significant gain"
-    return f"{head} (threshold {threshold:g} standard errors): " + "; ".join(parts) + "."
 
 
 def _motion(inputs: ReportInputs) -> dict[str, Any]:

@@ -72,7 +72,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "summary.json of a run on data without motion [config: report.negative_control]",
         default=None,
     )
-    add_section_arguments(parser, "report", only=("significance_z", "state_disagreement_fraction"))
+    add_section_arguments(
+        parser,
+        "report",
+        only=(
+            "significance_z",
+            "state_disagreement_fraction",
+            "min_gain_fsc_area",
+            "min_motion_fraction",
+        ),
+    )
     add_section_arguments(parser, "split", only=("min_particles_per_half",))
     add_file_argument(parser, "--out-html", "the report (HTML, self-contained)")
     add_file_argument(parser, "--out-summary", "the report's numbers (JSON)")
@@ -180,6 +189,8 @@ def run(args: argparse.Namespace) -> None:
             else None
         ),
         state_disagreement_fraction=args.state_disagreement_fraction,
+        min_gain_fsc_area=args.min_gain_fsc_area,
+        min_motion_fraction=args.min_motion_fraction,
     )
     inputs = replace(inputs, region_local_resolution=_region_local_resolution(args))
     mask = read_volume(args.mask)

@@ -75,7 +75,15 @@ rule report:
     params:
         negative=optional_flag("negative-control", CFG["report"]["negative_control"]),
         mask_json=optional_flag("mask-json", None if INPUTS["mask"] else MASK_JSON),
-        settings=flags("report", only=("significance_z", "state_disagreement_fraction")),
+        settings=flags(
+            "report",
+            only=(
+                "significance_z",
+                "state_disagreement_fraction",
+                "min_gain_fsc_area",
+                "min_motion_fraction",
+            ),
+        ),
         split=flags("split", only=("min_particles_per_half",)),
     shell:
         "python -m dynamight_core report --postprocess-json {input.postprocess_json:q}"
