@@ -606,7 +606,13 @@ def test_report_opens_in_headless_chromium(local_run: Path, tmp_path: Path) -> N
     text = page.read_text()
     assert "http://" not in text and "https://" not in text, "the page must need no network"
     n_images = text.count("<img ")
-    assert n_images >= 10
+    assert n_images >= 11
+    # the contents link every section; the raw configuration is folded away; the maps shown
+    ids = re.findall(r'<h[23] id="([^"]+)"', text)
+    assert ids and re.findall(r'<nav class="toc">.*?</nav>', text)
+    assert re.findall(r'<a href="#([^"]+)"', text.split("</nav>")[0]) == ids
+    assert "<details><summary>Configuration" in text
+    assert "central sections" in text
     common = [browser, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]
     dom = subprocess.run(
         [*common, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120

@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from dynamight_core.io.files import atomic_path
+from dynamight_core.metrics.plots import mark_threshold, resolution_axis
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -37,18 +38,21 @@ def plot_postprocess(path: str | Path, result: Postprocessed, label: str) -> Non
     """FSC curves (unmasked, masked, phase-randomised, corrected) and the Guinier plot."""
     curves = result.curves
     frequency = _frequency(curves.unmasked.resolution_a)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8), dpi=110)
-    for name, curve in (
-        ("unmasked", curves.unmasked),
-        ("masked", curves.masked),
-        ("phase-randomised, masked", curves.randomised_masked),
-        ("corrected", curves.corrected),
-    ):
-        left.plot(frequency, curve.fsc, label=name, linewidth=1.4)
-    left.axhline(0.143, color="grey", linestyle=":", linewidth=1)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8), dpi=110)
+    fsc_curves = {
+        "unmasked": curves.unmasked.fsc,
+        "masked": curves.masked.fsc,
+        "phase-randomised, masked": curves.randomised_masked.fsc,
+        "corrected": curves.corrected.fsc,
+    }
+    for name, values in fsc_curves.items():
+        left.plot(frequency, values, label=name, linewidth=1.4)
     left.axhline(0.0, color="black", linewidth=0.5)
     left.set(xlabel="spatial frequency (1/Å)", ylabel="FSC", ylim=(-0.1, 1.05))
-    left.set_title(f"{label}: half-map FSC")
+    left.set_xlim(0, frequency.max())
+    # the phase-randomised curve's crossing means nothing: only the others are marked
+    mark_threshold(left, frequency, {k: v for k, v in fsc_curves.items() if "randomised" not in k})
+    resolution_axis(left).set_title(f"{label}: half-map FSC")
     left.legend(fontsize=7, loc="lower left")
     guinier = result.guinier
     if guinier is None:
@@ -195,3 +199,70 @@ def plot_on_model(
             ax.set_ylabel("xyz"[second] + " (Å)")
         fig.colorbar(points, ax=axes[row, 2], label="Å", fraction=0.046)
     _save(fig, path)
+
+
+# each central section of a `(z, y, x)` map and what its image's columns and rows are
+SECTION_AXES = (("z", "x", "y"), ("y", "x", "z"), ("x", "y", "z"))
+
+
+def map_sections_figure(
+    maps: Mapping[str, np.ndarray], mask: np.ndarray | None, voxel_size_a: float
+) -> Figure:
+    """Central sections normal to z, y and x and the projection along z of each map.
+
+    Parameters
+    ----------
+    maps
+        Label -> `(D, D, D)` map (indexed z, y, x), one row each.
+    mask
+        `(D, D, D)` soft mask; its 0.5 contour is drawn on every section (``None``: none).
+    voxel_size_a
+        Voxel size (Å): the axes are in Å from the box's corner.
+
+    One grey scale per row: the three sections share the map's 0.5 and 99.5 percentiles;
+    the projection, a sum, has its own (its 0.5 and 99.5 percentiles).
+    """
+    extent_a = maps[next(iter(maps))].shape[0] * voxel_size_a
+    extent = (0.0, extent_a, 0.0, extent_a)
+    fig, axes = plt.subplots(len(maps), 4, figsize=(14, 3.7 * len(maps)), dpi=90, squeeze=False)
+    mask_sections = central_slices(mask) if mask is not None else [None] * 3
+    for row, (label, volume) in zip(axes, maps.items(), strict=True):
+        low, high = (float(v) for v in np.percentile(volume, (0.5, 99.5)))
+        for ax, section, outline, (normal, across, up) in zip(
+            row[:3], central_slices(volume), mask_sections, SECTION_AXES, strict=True
+        ):
+            ax.imshow(section, cmap="gray", vmin=low, vmax=high, origin="lower", extent=extent)
+            if outline is not None and outline.min() < 0.5 < outline.max():
+                ax.contour(
+                    outline,
+                    levels=[0.5],
+                    colors="C1",
+                    linewidths=0.9,
+                    origin="lower",
+                    extent=extent,
+                )
+            ax.set_title(f"{label}: central section, {normal} = centre", fontsize=9)
+            ax.set_xlabel(f"{across} (Å)")
+            ax.set_ylabel(f"{up} (Å)")
+        projection = volume.sum(axis=0)
+        low, high = (float(v) for v in np.percentile(projection, (0.5, 99.5)))
+        row[3].imshow(projection, cmap="gray", vmin=low, vmax=high, origin="lower", extent=extent)
+        row[3].set_title(f"{label}: projection along z", fontsize=9)
+        row[3].set_xlabel("x (Å)")
+        row[3].set_ylabel("y (Å)")
+    fig.suptitle(
+        "Full maps (mean of the half maps): central sections with the mask's 0.5 contour "
+        "(orange) and the projection along z",
+        fontsize=11,
+    )
+    return fig
+
+
+def plot_map_sections(
+    path: str | Path,
+    maps: Mapping[str, np.ndarray],
+    mask: np.ndarray | None,
+    voxel_size_a: float,
+) -> None:
+    """`map_sections_figure`, written as PNG."""
+    _save(map_sections_figure(maps, mask, voxel_size_a), path)

@@ -9,13 +9,14 @@ from __future__ import annotations
 import base64
 import html
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 STYLE = """
-body { font-family: system-ui, sans-serif; max-width: 1180px; margin: 2em auto; color: #222;
+body { font-family: system-ui, sans-serif; max-width: 1360px; margin: 2em auto; color: #222;
        line-height: 1.45; padding: 0 1em; }
 h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; margin-top: 2em; }
 table { border-collapse: collapse; margin: 0.8em 0; font-size: 0.92em; }
@@ -26,7 +27,11 @@ th:first-child, td:first-child { text-align: left; }
 .bad { background: #fbeede; border: 1px solid #e0a25a; }
 .warning { background: #fff6d6; border-left: 4px solid #e0b100; padding: 0.4em 0.8em;
            margin: 0.4em 0; }
-img { max-width: 100%; border: 1px solid #eee; margin: 0.4em 0; }
+figure { margin: 1.2em 0; }
+img { display: block; max-width: 100%; height: auto; border: 1px solid #eee; margin: 0.4em 0; }
+nav.toc { background: #f6f8fa; border: 1px solid #ddd; padding: 0.4em 1.2em; margin: 1em 0; }
+nav.toc ul { margin: 0.2em 0; padding-left: 1.2em; } nav.toc li.sub { margin-left: 1.4em; }
+details { margin: 0.6em 0; } summary { cursor: pointer; font-weight: 600; }
 pre { background: #f6f6f6; padding: 0.8em; overflow-x: auto; font-size: 0.8em; }
 figcaption { font-size: 0.88em; color: #555; }
 """
@@ -45,9 +50,13 @@ class Page:
     title: str
     parts: list[str] = field(default_factory=list)
 
+    headings: list[tuple[int, str, str]] = field(default_factory=list)
+
     def heading(self, text: str, level: int = 2) -> None:
-        """A section heading."""
-        self.parts.append(f"<h{level}>{html.escape(text)}</h{level}>")
+        """A section heading with an anchor; level 2 and 3 headings go in the contents."""
+        anchor = _anchor(text, {a for _, a, _ in self.headings})
+        self.headings.append((level, anchor, text))
+        self.parts.append(f'<h{level} id="{anchor}">{html.escape(text)}</h{level}>')
 
     def paragraph(self, text: str, css: str | None = None) -> None:
         """A paragraph of escaped text."""
@@ -83,16 +92,43 @@ class Page:
         """Monospaced text."""
         self.parts.append(f"<pre>{html.escape(text)}</pre>")
 
+    def collapsed(self, title: str, text: str) -> None:
+        """Monospaced text, folded away under ``title`` until the reader opens it."""
+        self.parts.append(
+            f"<details><summary>{html.escape(title)}</summary>"
+            f"<pre>{html.escape(text)}</pre></details>"
+        )
+
+    def contents(self) -> str:
+        """The table of contents: a link to every level 2 and 3 heading."""
+        items = "".join(
+            f'<li{" class=sub" if level == 3 else ""}><a href="#{anchor}">'
+            f"{html.escape(text)}</a></li>"
+            for level, anchor, text in self.headings
+            if level in (2, 3)
+        )
+        return f'<nav class="toc"><strong>Contents</strong><ul>{items}</ul></nav>'
+
     def render(self) -> str:
         """The whole document."""
         return (
             '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f"<title>{html.escape(self.title)}</title><style>{STYLE}</style></head>"
             f"<body><h1>{html.escape(self.title)}</h1>"
+            + self.contents()
             + "\n".join(self.parts)
             + IMAGE_CHECK
             + "</body></html>\n"
         )
+
+
+def _anchor(text: str, taken: set[str]) -> str:
+    """An id for a heading: its words in lower case joined by '-', unique on the page."""
+    base = "-".join(re.findall(r"[a-z0-9]+", text.lower())) or "section"
+    anchor, number = base, 2
+    while anchor in taken:
+        anchor, number = f"{base}-{number}", number + 1
+    return anchor
 
 
 def maps_table(page: Page, maps: Mapping[str, Mapping[str, float]]) -> None:

@@ -26,6 +26,13 @@ def _better_map(
     maps_table(page, summary["maps"])
     gain_table(page, summary["gain"])
     page.figure(
+        figures["maps"],
+        "The full maps (each the mean of its two half maps), one row each: central sections "
+        "normal to z, y and x with the mask's 0.5 contour in orange, and the projection along "
+        "z. Grey scale per row: the three sections share the map's 0.5 and 99.5 percentiles; "
+        "the projection has its own. Axes in Å from the box's corner.",
+    )
+    page.figure(
         figures["gain"], "Corrected masked FSC between the half maps of each reconstruction."
     )
     for label, png in zip(labels, figures["postprocess"], strict=True):
@@ -178,11 +185,10 @@ def _provenance(page: Page, provenance: Mapping[str, Any]) -> None:
         ["input", "sha256"],
         [[name, digest] for name, digest in sorted(provenance.get("inputs_sha256", {}).items())],
     )
-    page.heading("Configuration", 3)
-    page.preformatted(json_text(provenance.get("config", {})))
-    page.heading("Packages and stages", 3)
-    page.preformatted(
-        json_text({"packages": provenance.get("packages"), "seeds": provenance.get("seeds")})
+    page.collapsed("Configuration (click to open)", json_text(provenance.get("config", {})))
+    page.collapsed(
+        "Packages and seeds (click to open)",
+        json_text({"packages": provenance.get("packages"), "seeds": provenance.get("seeds")}),
     )
 
 
@@ -212,6 +218,7 @@ def figure_paths(args: Any) -> dict[str, Any]:
     return {
         "mask": Path(args.mask).name,
         "gain": args.out_gain_png,
+        "maps": args.out_maps_png,
         "postprocess": args.postprocess_png,
         "references_png": args.fsc_deformed_png,
         "local_resolution": args.local_resolution_png,

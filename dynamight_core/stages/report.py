@@ -61,6 +61,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_file_argument(parser, "--mask", "the mask every masked number used (MRC)")
     add_file_argument(
         parser,
+        "--half-maps",
+        "the two half maps of the consensus, deformed and (optionally) null reconstructions, "
+        "in that order (MRC; their means are shown in sections and projections)",
+        nargs="+",
+    )
+    add_file_argument(
+        parser,
         "--mask-json",
         "make-mask's record of that mask (JSON; its warning, e.g. a sphere on a map of noise, "
         "goes into the report)",
@@ -86,6 +93,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_file_argument(parser, "--out-html", "the report (HTML, self-contained)")
     add_file_argument(parser, "--out-summary", "the report's numbers (JSON)")
     add_file_argument(parser, "--out-gain-png", "corrected masked FSC of every map (PNG)")
+    add_file_argument(
+        parser, "--out-maps-png", "central sections and projections of every full map (PNG)"
+    )
     add_file_argument(parser, "--out-text", "the verdict, the maps' numbers, warnings (text)")
 
 
@@ -145,6 +155,7 @@ def run(args: argparse.Namespace) -> None:
     from dynamight_core.io.identity import check_negative_control, check_postprocessed_pairs
     from dynamight_core.io.mrc import read_volume
     from dynamight_core.metrics.plots import plot_fsc
+    from dynamight_core.report.figures import plot_map_sections
     from dynamight_core.report.page import build_page, figure_paths
     from dynamight_core.report.summary import ReportInputs, build_summary
 
@@ -161,6 +172,13 @@ def run(args: argparse.Namespace) -> None:
             str(count),
         )
     labels = LABELS[:count]
+    if len(args.half_maps) != 2 * count:
+        raise InputError(
+            "--half-maps",
+            "files",
+            f"{2 * count}: two half maps of each of {', '.join(labels)}",
+            str(len(args.half_maps)),
+        )
     post = {
         label: _read_json(path) for label, path in zip(labels, args.postprocess_json, strict=True)
     }
@@ -219,6 +237,16 @@ def run(args: argparse.Namespace) -> None:
         resolution,
         {label: table["fsc_corrected"].to_numpy() for label, table in tables.items()},
         "Half-map FSC inside the mask (phase-randomisation corrected)",
+    )
+    halves = [read_volume(path) for path in args.half_maps]
+    plot_map_sections(
+        args.out_maps_png,
+        {
+            label: 0.5 * (halves[2 * index].data + halves[2 * index + 1].data)
+            for index, label in enumerate(labels)
+        },
+        mask.data,
+        mask.voxel_size_a,
     )
     page = build_page(summary, figure_paths(args), provenance, labels)
     write_json_atomic(args.out_summary, summary)

@@ -57,6 +57,9 @@ rule report:
         fsc_json=f"{OUT}/deformed/fsc.json",
         provenance=f"{OUT}/provenance.json",
         mask=MASK,
+        half_maps=expand(
+            f"{OUT}/{{label}}/half{{half}}.mrc", label=POSTPROCESSED, half=HALVES
+        ),
         mask_json=optional_inputs(None if INPUTS["mask"] else MASK_JSON),
         negative=optional_inputs(CFG["report"]["negative_control"]),
     output:
@@ -67,6 +70,7 @@ rule report:
         ),
         summary=f"{OUT}/summary.json",
         gain=f"{OUT}/report/gain.png",
+        maps=f"{OUT}/report/maps.png",
         text=f"{OUT}/report/summary.txt",
     log:
         f"{LOGS}/report.log",
@@ -97,7 +101,8 @@ rule report:
         " --movie-json {input.movie_json:q} --maps-json {input.maps_json:q}"
         " --fsc-deformed-png {input.fsc_png:q} --fsc-deformed-json {input.fsc_json:q}"
         " --provenance {input.provenance:q}"
-        " --mask {input.mask:q} {params.mask_json} {params.negative} {params.settings}"
-        " {params.split}"
+        " --mask {input.mask:q} --half-maps {input.half_maps:q} {params.mask_json}"
+        " {params.negative} {params.settings} {params.split}"
         " --out-html {output.html:q} --out-summary {output.summary:q}"
-        " --out-gain-png {output.gain:q} --out-text {output.text:q} --log {log:q}"
+        " --out-gain-png {output.gain:q} --out-maps-png {output.maps:q}"
+        " --out-text {output.text:q} --log {log:q}"
