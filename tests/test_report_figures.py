@@ -109,3 +109,20 @@ def test_page_has_contents_linking_every_section_and_folds_raw_text() -> None:
     assert (
         "<details><summary>Configuration</summary><pre>{&quot;a&quot;: 1}</pre></details>" in text
     )
+
+
+def test_fsc_plot_prints_only_the_marked_crossings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shells = np.arange(26)
+    resolution = np.divide(100.0, shells, out=np.full(26, np.inf), where=shells > 0)
+    frequency = np.where(np.isfinite(resolution), 1.0 / resolution, 0.0)
+    curves = {"halves": 1.0 - frequency / 0.2, "full vs reference": 1.0 - frequency / 0.1}
+    captured: list[Figure] = []
+    monkeypatch.setattr(plt, "close", captured.append)
+    plot_fsc(tmp_path / "fsc.png", resolution, curves, "test", marked=["halves"])
+    monkeypatch.undo()
+    ax = captured[0].axes[0]
+    printed = [t.get_text() for t in ax.texts if t.get_gid() == "crossing-label"]
+    assert printed == [f"{1 / (0.2 * (1 - FSC_THRESHOLD)):.2f} Å"]
+    plt.close(captured[0])

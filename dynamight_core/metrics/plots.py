@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -88,7 +89,11 @@ def mark_threshold(ax: Axes, frequency: np.ndarray, curves: dict[str, np.ndarray
 
 
 def plot_fsc(
-    path: str | Path, resolution_a: np.ndarray, curves: dict[str, np.ndarray], title: str
+    path: str | Path,
+    resolution_a: np.ndarray,
+    curves: dict[str, np.ndarray],
+    title: str,
+    marked: Collection[str] | None = None,
 ) -> None:
     """Plot FSC curves against spatial frequency (1/Å) with the 0.143 and 0.5 lines.
 
@@ -105,6 +110,9 @@ def plot_fsc(
         Label -> `(S,)` FSC values.
     title
         Figure title.
+    marked
+        The curves whose 0.143 crossing is printed: those between half maps (``None``: all);
+        a map against a reference is read at 0.5, not 0.143.
     """
     frequency = np.where(np.isfinite(resolution_a), 1.0 / resolution_a, 0.0)
     fig, ax = plt.subplots(figsize=(8.0, 5.0), dpi=120)
@@ -116,10 +124,12 @@ def plot_fsc(
     ax.set_ylabel("FSC")
     ax.set_ylim(-0.1, 1.05)
     ax.set_xlim(0, frequency.max())
-    mark_threshold(ax, frequency, curves)
+    mark_threshold(
+        ax, frequency, {k: v for k, v in curves.items() if marked is None or k in marked}
+    )
     # on the top axis, so that the title sits above its resolution labels
     resolution_axis(ax).set_title(title)
-    ax.legend(loc="lower left", fontsize=8)
+    ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")

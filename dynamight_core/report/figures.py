@@ -53,7 +53,7 @@ def plot_postprocess(path: str | Path, result: Postprocessed, label: str) -> Non
     # the phase-randomised curve's crossing means nothing: only the others are marked
     mark_threshold(left, frequency, {k: v for k, v in fsc_curves.items() if "randomised" not in k})
     resolution_axis(left).set_title(f"{label}: half-map FSC")
-    left.legend(fontsize=7, loc="lower left")
+    left.legend(fontsize=7, loc="upper right")
     guinier = result.guinier
     if guinier is None:
         right.text(0.5, 0.5, "no Guinier fit\n(no resolution)", ha="center", va="center")

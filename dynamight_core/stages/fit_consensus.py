@@ -126,6 +126,7 @@ def run(args: argparse.Namespace) -> None:
             "model vs map (masked, corrected)": quality.masked_corrected.fsc,
         },
         "Gaussian model against the map it was fitted to",
+        marked=(),  # a model against its map: no half-map resolution
     )
     if checkpointer:
         checkpointer.clear()

@@ -112,4 +112,10 @@ def run(args: argparse.Namespace) -> None:
     with atomic_path(args.out_tsv) as tmp:
         table.replace([np.inf], np.nan).to_csv(tmp, sep="\t", index=False, float_format="%.6g")
     write_json_atomic(args.out_json, summary)
-    plot_fsc(args.out_png, unmasked.resolution_a, curves, f"FSC: {args.label}")
+    plot_fsc(
+        args.out_png,
+        unmasked.resolution_a,
+        curves,
+        f"FSC: {args.label}",
+        marked=[name for name in curves if "reference" not in name],
+    )

@@ -167,7 +167,13 @@ def run(args: argparse.Namespace) -> None:
     with atomic_path(args.out_tsv) as tmp:
         table.replace([np.inf], np.nan).to_csv(tmp, sep="\t", index=False, float_format="%.6g")
     write_json_atomic(args.out_json, summary)
-    plot_fsc(args.out_png, resolution, curves, "FSC: deformed and consensus maps")
+    plot_fsc(
+        args.out_png,
+        resolution,
+        curves,
+        "FSC: deformed and consensus maps",
+        marked=[name for name in curves if " halves" in name],
+    )
     lines = []
     for label in ("consensus", "deformed"):
         entry = entries[label]
