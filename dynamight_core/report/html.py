@@ -29,6 +29,8 @@ th:first-child, td:first-child { text-align: left; }
            margin: 0.4em 0; }
 figure { margin: 1.2em 0; }
 img { display: block; max-width: 100%; height: auto; border: 1px solid #eee; margin: 0.4em 0; }
+/* the movies are at the map's own pixel size: scaled up to be seen */
+img[src^="data:image/gif"] { width: min(100%, 720px); }
 nav.toc { background: #f6f8fa; border: 1px solid #ddd; padding: 0.4em 1.2em; margin: 1em 0; }
 nav.toc ul { margin: 0.2em 0; padding-left: 1.2em; } nav.toc li.sub { margin-left: 1.4em; }
 details { margin: 0.6em 0; } summary { cursor: pointer; font-weight: 600; }
