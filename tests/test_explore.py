@@ -274,6 +274,56 @@ def test_maps_at_clusters_and_reconstruction_of_nearest_particles(
     )
 
 
+def test_reconstruct_nearest_moves_each_end_into_its_true_state(
+    local_run: Path, tmp_path: Path
+) -> None:
+    """--reconstruct-nearest at latent points near both ends of the true motion: each end's
+    reconstruction has the moving domain where the simulation's truth puts it there.
+
+    The points are the mean latents of the half set's particles with the lowest and the
+    highest 10% of the true hinge coordinate; the moving domain's centre of mass (inside the
+    region it sweeps) moves from one end's reconstruction to the other's along the true
+    direction by a real part of the true travel between the two ends' mean states, and
+    each end's reconstruction agrees with the model rendered at its point.
+    """
+    results = local_run / "results"
+    truth = load_truth(results / "simulated")
+    table = pd.read_csv(results / "vae/half1/latents.csv")
+    means = table[[c for c in table if c.startswith("mu_")]].to_numpy()
+    coordinates = truth.coordinates[table["row"].to_numpy()]
+    low, high = np.percentile(coordinates, [10, 90])
+    ends = [coordinates <= low, coordinates >= high]
+    points = ";".join(",".join(f"{v:.6f}" for v in means[end].mean(0)) for end in ends)
+    _run(
+        "explore", "maps", "--model", str(results / "vae/half1/model.pt"),
+        "--latents", str(results / "vae/half1/latents.csv"), "--threads", "1",
+        f"--points={points}", "--reconstruct-nearest", "300",
+        "--star", str(results / "simulated/particles.star"),
+        "--halves", str(results / "halves.csv"), "--out-dir", str(tmp_path / "ends"),
+        cwd=local_run,
+    )  # fmt: skip
+    maps = [read_volume(tmp_path / f"ends/reconstruction_{k:03d}.mrc") for k in (0, 1)]
+    renders = [read_volume(tmp_path / f"ends/state_{k:03d}.mrc") for k in (0, 1)]
+    pixel, box = maps[0].voxel_size_a, maps[0].box_px
+    weights = _moving_domain_weights(results / "simulated", box, pixel)
+    found = [centre_of_mass_a(m.data, pixel, weights) for m in maps]
+    # the truth at each end: the moving atoms' centre in the mean state of its particles
+    motion = truth.motion
+    states = motion.positions(np.array([coordinates[end].mean() for end in ends]))
+    true_shift = states[1, np.asarray(motion.moving)].mean(0) - states[0, motion.moving].mean(0)
+    shift = found[1] - found[0]
+    cosine = float(shift @ true_shift / (np.linalg.norm(shift) * np.linalg.norm(true_shift)))
+    assert cosine > 0.8, (cosine, shift, true_shift)
+    # inside the swept region the centre of mass moves less than the domain: a real part
+    assert np.linalg.norm(shift) > 0.3 * np.linalg.norm(true_shift), (shift, true_shift)
+    for reconstruction, render in zip(maps, renders, strict=True):
+        np.testing.assert_allclose(
+            centre_of_mass_a(reconstruction.data, pixel, weights),
+            centre_of_mass_a(render.data, pixel, weights),
+            atol=1.0,
+        )
+
+
 def test_trilinear_spreading_keeps_mass_and_centre() -> None:
     generator = torch.Generator().manual_seed(3)
     positions = (torch.rand(500, 3, generator=generator) - 0.5) * 20.0
