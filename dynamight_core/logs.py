@@ -50,7 +50,8 @@ class LogInUseError(RuntimeError):
         )
 
 
-_HELD = (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
+LOCK_HELD = (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
+"""``errno`` of a non-blocking ``flock`` that another process holds."""
 
 
 def lock_path_of(log: Path) -> Path:
@@ -58,7 +59,8 @@ def lock_path_of(log: Path) -> Path:
     return log.with_name(f".{log.name}.lock")
 
 
-def _holder() -> str:
+def lock_holder() -> str:
+    """Who holds a lock: host, PID, SLURM job and start time of this process."""
     job = os.environ.get("SLURM_JOB_ID")
     started = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime())
     return (
@@ -115,7 +117,7 @@ def hold_log(path: str | Path) -> None:
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as err:
-        if err.errno not in _HELD:
+        if err.errno not in LOCK_HELD:
             os.close(descriptor)
             _write_to(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644))
             return
@@ -127,7 +129,7 @@ def hold_log(path: str | Path) -> None:
         holder = first.removeprefix(HOLDER_PREFIX) if first.startswith(HOLDER_PREFIX) else ""
         raise LogInUseError(log, holder or "no holder recorded") from None
     os.ftruncate(descriptor, 0)
-    os.write(descriptor, f"{HOLDER_PREFIX}{_holder()}\n".encode())
+    os.write(descriptor, f"{HOLDER_PREFIX}{lock_holder()}\n".encode())
     try:
         _link(lock, log)
     except OSError:

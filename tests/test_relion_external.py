@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shlex
-import shutil
 import subprocess
 import sys
 import time
@@ -22,6 +20,7 @@ from pathlib import Path
 import pytest
 import starfile
 import yaml
+from star_tools import relion_project
 
 from dynamight_core.io.relion_pipeline import (
     ABORT_NOW,
@@ -84,16 +83,7 @@ for name in {sorted(FAKE_OUTPUTS)!r}:
 def project(small_dataset: Path, tmp_path: Path) -> Path:
     """A RELION project: Extract/job005/<stacks> and Refine3D/job010/run_data.star."""
     root = tmp_path / "project"
-    extract = root / "Extract" / "job005"
-    extract.mkdir(parents=True)
-    for stack in small_dataset.glob("*.mrcs"):
-        shutil.copy(stack, extract / stack.name)
-    text = (small_dataset / "particles.star").read_text()
-    # RELION's image names are relative to the project folder
-    text = re.sub(r"(\d+)@(?!/)(\S+\.mrcs)", r"\1@Extract/job005/\2", text)
-    (root / STAR).parent.mkdir(parents=True)
-    (root / STAR).write_text(text)
-    (root / JOB).mkdir(parents=True)  # RELION makes the job folder before it runs the job
+    relion_project(root, small_dataset, STAR, JOB)
     return root
 
 

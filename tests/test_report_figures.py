@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -62,18 +63,25 @@ def test_fsc_crossing_is_interpolated_at_0143() -> None:
     assert crossing_frequency(frequency, np.full(26, np.nan)) is None
 
 
-def test_fsc_plot_labels_each_crossing_with_its_resolution(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _plotted_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scales: dict[str, float], **options: Any
+) -> Figure:
+    """The figure plot_fsc makes of straight lines ``1 - f / scale`` (26 shells, 100 Å box)."""
     shells = np.arange(26)
     resolution = np.divide(100.0, shells, out=np.full(26, np.inf), where=shells > 0)
     frequency = np.where(np.isfinite(resolution), 1.0 / resolution, 0.0)
-    curves = {"a": 1.0 - frequency / 0.2, "b": 1.0 - frequency / 0.1}
+    curves = {name: 1.0 - frequency / scale for name, scale in scales.items()}
     captured: list[Figure] = []
     monkeypatch.setattr(plt, "close", captured.append)  # keep the figure to look at
-    plot_fsc(tmp_path / "fsc.png", resolution, curves, "test")
+    plot_fsc(tmp_path / "fsc.png", resolution, curves, "test", **options)
     monkeypatch.undo()
-    fig = captured[0]
+    return captured[0]
+
+
+def test_fsc_plot_labels_each_crossing_with_its_resolution(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fig = _plotted_lines(tmp_path, monkeypatch, {"a": 0.2, "b": 0.1})
     ax = fig.axes[0]
     labels = {
         t.get_text(): t.xy
@@ -114,15 +122,9 @@ def test_page_has_contents_linking_every_section_and_folds_raw_text() -> None:
 def test_fsc_plot_prints_only_the_marked_crossings(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    shells = np.arange(26)
-    resolution = np.divide(100.0, shells, out=np.full(26, np.inf), where=shells > 0)
-    frequency = np.where(np.isfinite(resolution), 1.0 / resolution, 0.0)
-    curves = {"halves": 1.0 - frequency / 0.2, "full vs reference": 1.0 - frequency / 0.1}
-    captured: list[Figure] = []
-    monkeypatch.setattr(plt, "close", captured.append)
-    plot_fsc(tmp_path / "fsc.png", resolution, curves, "test", marked=["halves"])
-    monkeypatch.undo()
-    ax = captured[0].axes[0]
+    scales = {"halves": 0.2, "full vs reference": 0.1}
+    fig = _plotted_lines(tmp_path, monkeypatch, scales, marked=["halves"])
+    ax = fig.axes[0]
     printed = [t.get_text() for t in ax.texts if t.get_gid() == "crossing-label"]
     assert printed == [f"{1 / (0.2 * (1 - FSC_THRESHOLD)):.2f} Å"]
-    plt.close(captured[0])
+    plt.close(fig)

@@ -15,15 +15,39 @@ from images: no half's map or latent values change with the other half's data.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from dynamight_core.errors import InputError
 from dynamight_core.geometry.scattered import kernel_interpolate
 
 # below this |correlation| the two directions are not the same motion: no alignment
 MIN_AGREEMENT = 0.3
+# the ``kind`` of align-halves' JSON record
+ALIGNMENT_KIND = "dynamight-latent-alignment"
+
+
+def read_alignment(path: str | Path) -> dict[str, Any]:
+    """align-halves' JSON record at ``path``.
+
+    Raises
+    ------
+    InputError
+        When the file cannot be read or is not such a record (its ``kind``).
+    """
+    try:
+        record = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as err:
+        raise InputError(path, "file", "align-halves' JSON record", str(err)) from None
+    if not isinstance(record, dict) or record.get("kind") != ALIGNMENT_KIND:
+        found = record.get("kind") if isinstance(record, dict) else type(record).__name__
+        raise InputError(path, "kind", f"align-halves' record ({ALIGNMENT_KIND})", repr(found))
+    return record
 
 
 @dataclass(frozen=True)

@@ -19,12 +19,10 @@ warning and the stage starts afresh.
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import logging
 import os
 import shutil
-import socket
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -35,23 +33,12 @@ import torch
 from dynamight_core._version import __version__
 from dynamight_core.errors import CheckpointInUseError, InputError
 from dynamight_core.io.files import atomic_path
+from dynamight_core.logs import LOCK_HELD, lock_holder
 
 logger = logging.getLogger(__name__)
 
 FORMAT = 3
 LOCK_NAME = ".lock"
-_HELD = (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
-
-
-def _holder() -> str:
-    """Who holds a lock: host, PID, SLURM job and start time of this process."""
-    job = os.environ.get("SLURM_JOB_ID")
-    started = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime())
-    return (
-        f"host {socket.gethostname()}, PID {os.getpid()}"
-        + (f", SLURM job {job}" if job else "")
-        + f", since {started}"
-    )
 
 
 def lock_folder(folder: Path) -> IO[str] | None:
@@ -75,7 +62,7 @@ def lock_folder(folder: Path) -> IO[str] | None:
             handle.seek(0)
             holder = handle.read().strip() or "another process (no holder recorded)"
             handle.close()
-            if err.errno in _HELD:
+            if err.errno in LOCK_HELD:
                 raise CheckpointInUseError(folder, holder) from None
             logger.warning(
                 "cannot lock %s (%s): this file system does not support flock, so a second "
@@ -94,7 +81,7 @@ def lock_folder(folder: Path) -> IO[str] | None:
         handle.close()
     handle.seek(0)
     handle.truncate()
-    handle.write(_holder() + "\n")
+    handle.write(lock_holder() + "\n")
     handle.flush()
     return handle
 

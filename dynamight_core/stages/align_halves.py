@@ -20,8 +20,6 @@ logger = logging.getLogger(__name__)
 
 HELP = "orient half set 2's latent PC1 as half set 1's, by their decoded motions"
 
-ALIGNMENT_KIND = "dynamight-latent-alignment"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of the alignment."""
@@ -34,6 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     """Decode both halves' PC1 and compare."""
+    from dynamight_core.data.latent_alignment import ALIGNMENT_KIND
     from dynamight_core.data.latent_space import latent_pca
     from dynamight_core.data.latents import check_latents_match_model, read_latent_means
     from dynamight_core.io.files import sha256_file, write_json_atomic

@@ -19,7 +19,7 @@ from dynamight_core.data.halves import read_split
 from dynamight_core.device import configure_threads, select_device
 from dynamight_core.errors import InputError
 from dynamight_core.io.checkpoint import Checkpointer
-from dynamight_core.io.files import sha256_file
+from dynamight_core.io.identity import input_hashes
 from dynamight_core.io.stacks import validate_stacks
 from dynamight_core.io.star import ParticleSet, read_particles
 from dynamight_core.models.gaussians import GaussianModel
@@ -66,18 +66,20 @@ def stage_checkpointer(
     settings: Mapping[str, Any],
     inputs: Mapping[str, str | Path | None],
     every: int = 1,
+    hashes: Mapping[str, str | None] | None = None,
 ) -> Checkpointer | None:
     """The stage's checkpointer when ``--checkpoint-dir`` is given, else ``None``.
 
     A checkpoint resumes only with the same ``settings`` and the same content of every
-    file in ``inputs`` (name -> path, ``None`` for an input not given).
+    file in ``inputs`` (name -> path, ``None`` for an input not given); ``hashes``, when
+    the caller has them already (:func:`~dynamight_core.io.identity.input_hashes` of
+    ``inputs``), spares reading the files again.
     """
     if not args.checkpoint_dir:
         return None
-    hashes = {
-        f"{name}_sha256": sha256_file(path) if path else None for name, path in inputs.items()
-    }
-    return Checkpointer(args.checkpoint_dir, stage, {**settings, **hashes}, every)
+    found = input_hashes(inputs) if hashes is None else hashes
+    named = {f"{name}_sha256": value for name, value in found.items()}
+    return Checkpointer(args.checkpoint_dir, stage, {**settings, **named}, every)
 
 
 PIXEL_SIZE_RTOL = 1e-4

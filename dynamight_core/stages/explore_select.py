@@ -246,20 +246,11 @@ def _on_pc1(args: argparse.Namespace, criterion: str) -> bool:
 
 def _alignment_sign(path: str, latents: list[str]) -> int:
     """Half 2's PC1 sign from align-halves' record, after checking it is of these tables."""
-    import json
-    from pathlib import Path
-
-    from dynamight_core.data.latent_alignment import MIN_AGREEMENT
+    from dynamight_core.data.latent_alignment import MIN_AGREEMENT, read_alignment
     from dynamight_core.errors import InputError
     from dynamight_core.io.files import sha256_file
-    from dynamight_core.stages.align_halves import ALIGNMENT_KIND
 
-    try:
-        record = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as err:
-        raise InputError(path, "file", "align-halves' JSON record", str(err)) from None
-    if not isinstance(record, dict) or record.get("kind") != ALIGNMENT_KIND:
-        raise InputError(path, "kind", ALIGNMENT_KIND, repr(record.get("kind", record)))
+    record = read_alignment(path)
     hashes = [sha256_file(table) for table in latents]
     if record.get("latents_sha256") != hashes:
         raise InputError(

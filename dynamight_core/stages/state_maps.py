@@ -59,12 +59,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     """Reconstruct the half's particles in each state."""
-    import json
     from dataclasses import replace
     from pathlib import Path
 
     import torch
 
+    from dynamight_core.data.latent_alignment import read_alignment
     from dynamight_core.data.latent_space import latent_pca
     from dynamight_core.errors import InputError
     from dynamight_core.io.files import atomic_path, sha256_file, write_json_atomic
@@ -73,18 +73,15 @@ def run(args: argparse.Namespace) -> None:
     from dynamight_core.io.stacks import ImageSource
     from dynamight_core.reconstruct.deformed_filter import reconstruct_subset
     from dynamight_core.reconstruct.state_maps import state_latents, state_reference
-    from dynamight_core.stages.align_halves import ALIGNMENT_KIND
     from dynamight_core.stages.common import (
         compute_device,
         deformed_geometry,
         read_checked_particles,
     )
-    from dynamight_core.training.half_set_vae import half_set_vae_run, load_half_set_vae
+    from dynamight_core.training.half_set_vae import load_half_set_vae
 
     percentiles = parse_percentiles(args.state_percentiles)
-    alignment = json.loads(Path(args.alignment).read_text())
-    if alignment.get("kind") != ALIGNMENT_KIND:
-        raise InputError(args.alignment, "kind", "align-halves' record", str(alignment.get("kind")))
+    alignment = read_alignment(args.alignment)
     expected = alignment["models_sha256"][args.half - 1]
     if sha256_file(args.model) != expected:
         raise InputError(
@@ -111,7 +108,9 @@ def run(args: argparse.Namespace) -> None:
     half_state = geometry.reference  # the trained consensus, with the fit and mean states
     assert half_state is not None
     base = geometry.field
-    model = load_half_set_vae(args.model, device).model.requires_grad_(False)
+    vae = load_half_set_vae(args.model, device)
+    model = vae.model.requires_grad_(False)
+    split = split_id(args.halves)
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     states = []
@@ -125,7 +124,7 @@ def run(args: argparse.Namespace) -> None:
             in_state, rows, rows, args.batch_size, particles.pixel_size_a, args.tau2_fudge
         )
         name = f"state_{index:02d}"
-        origin = MapOrigin(name, args.half, split_id(args.halves), half_set_vae_run(args.model))
+        origin = MapOrigin(name, args.half, split, vae.run)
         write_volume(out / f"{name}.mrc", volume, particles.pixel_size_a, origin)
         with atomic_path(out / f"{name}_reference.pt") as tmp:
             torch.save({**reference.state(), "half": args.half}, tmp)

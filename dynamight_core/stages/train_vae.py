@@ -135,7 +135,9 @@ def run(args: argparse.Namespace) -> None:
     vae.made_from = input_hashes(run_inputs)
     vae.run = fingerprint(run_settings, vae.made_from)
     logger.info("training run %s (half set %d)", vae.run, args.half)
-    checkpointer = stage_checkpointer(args, "train-vae", run_settings, run_inputs)
+    checkpointer = stage_checkpointer(
+        args, "train-vae", run_settings, run_inputs, hashes=vae.made_from
+    )
     rows = np.concatenate([train, validation])
     with training_images(particles, rows, grid.box_px, args.store, args.local_copy) as source:
         reader = BatchReader(particles, source, device, crop_px=grid.box_px)

@@ -21,7 +21,8 @@ import time
 
 import pytest
 import yaml
-from fault_tools import ODD, TINY, decoys, noise_dataset, relion_project, snapshot
+from fault_tools import ODD, TINY, decoys, noise_dataset, snapshot
+from star_tools import relion_project
 from workflow_tools import CI_OVERLAY, REPO
 
 JOB = "External/job001"

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import re
-import shutil
 from pathlib import Path
 
 import mrcfile
@@ -54,17 +52,3 @@ def noise_dataset(folder: Path) -> Path:
         noise = np.random.default_rng(7).normal(0.0, std, stack.data.shape)
         stack.data[:] = noise.astype(np.float32)
     return folder / "particles.star"
-
-
-def relion_project(folder: Path, dataset: Path, star: str, job: str) -> None:
-    """A RELION project in ``folder``: the dataset's stacks under Extract/job005/, its STAR
-    file at ``star`` with RELION's project-relative image names, and the ``job`` folder."""
-    extract = folder / "Extract" / "job005"
-    extract.mkdir(parents=True)
-    for stack in dataset.glob("*.mrcs"):
-        shutil.copy(stack, extract / stack.name)
-    text = (dataset / "particles.star").read_text()
-    text = re.sub(r"(\d+)@(?!/)(\S+\.mrcs)", r"\1@Extract/job005/\2", text)
-    (folder / star).parent.mkdir(parents=True)
-    (folder / star).write_text(text)
-    (folder / job).mkdir(parents=True)  # RELION makes the job folder before it runs the job
