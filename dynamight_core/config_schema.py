@@ -448,12 +448,22 @@ SCHEMA: dict[str, Any] = {
             "can see",
             0.0,
         ),
+        "moving_region_fraction": Key(
+            "float",
+            0.5,
+            "the report answers both questions where it moves: inside the mask, around the "
+            "pseudo-atoms whose decoded RMS motion is at least this fraction of the consensus "
+            "resolution (a spread of half the resolution leaves the consensus under 1% of its "
+            "resolution shell there); 0: over the whole mask",
+            0.0,
+        ),
         "state_disagreement_fraction": Key(
             "float",
             0.1,
-            "the report warns when the two half maps' reference states are further apart "
-            "(RMS over the pseudo-atoms, after rigid superposition) than this fraction of "
-            "the deformed maps' resolution: their FSC then measures the mismatch",
+            "the report warns when the two deformed half maps' conformations are further "
+            "apart (registered onto each other, RMS or rigid part) than this fraction of the "
+            "deformed maps' resolution and than the consensus half maps (the measure's floor): "
+            "their FSC then measures the mismatch",
             0.0,
         ),
         "regions": Key(

@@ -92,6 +92,41 @@ def test_maps_along_pc1_follow_the_true_hinge(local_run: Path, half: int) -> Non
     assert np.ptp(np.asarray(fixed) @ direction) < 0.25 * abs(along[-1] - along[0])
 
 
+def test_both_halves_maps_and_movies_run_the_same_way(local_run: Path) -> None:
+    """Half 2's PC1 is shown oriented as half 1's: its maps and movie start at the same end.
+
+    The direction is read from the simulation's truth (the moving domain's centre along
+    the true travel), not from the alignment the workflow used.
+    """
+    results = local_run / "results"
+    alignment = json.loads((results / "latent/alignment.json").read_text())
+    assert alignment["aligned"], alignment
+    consensus = read_volume(results / "consensus/full.mrc")
+    pixel = consensus.voxel_size_a
+    weights = _moving_domain_weights(results / "simulated", consensus.box_px, pixel)
+    direction, travel_a = _true_direction(results / "simulated")
+    for pattern in ("pc1/state_*.mrc", "movie/frame_*.mrc"):
+        travels = []
+        for half in HALVES:
+            paths = sorted((results / f"explore/half{half}").glob(pattern))
+            first, last = (
+                centre_of_mass_a(read_volume(p).data, pixel, weights)
+                for p in paths[:: len(paths) - 1]
+            )
+            travels.append(float((last - first) @ direction))
+        assert min(abs(t) for t in travels) > 0.3 * travel_a, (pattern, travels)
+        assert np.sign(travels[0]) == np.sign(travels[1]), (pattern, travels)
+    for half in HALVES:
+        record = json.loads((results / f"latent/half{half}/latent_space.json").read_text())
+        orientation = record["pc1_orientation"]
+        assert orientation["half"] == half
+        assert orientation["sign"] == (alignment["sign"] if half == 2 else 1)
+        assert orientation["agreement"] == pytest.approx(alignment["correlation"])
+    summary = json.loads((results / "summary.json").read_text())
+    assert summary["latent"]["pc1_orientation"]["sign"] == alignment["sign"]
+    assert f"{alignment['correlation']:.2f}" in (results / "report.html").read_text()
+
+
 @pytest.mark.parametrize("half", HALVES)
 def test_pseudo_atoms_read_back_and_overlay_the_maps(local_run: Path, half: int) -> None:
     folder = local_run / f"results/explore/half{half}"

@@ -226,3 +226,29 @@ def test_direction_alignment_finds_the_sign_of_one_motion() -> None:
     noise = np.random.default_rng(1).standard_normal(two.shape)
     unrelated = align_directions((one, two), (hinge(one), noise), 4.0)
     assert not unrelated.aligned
+
+
+def test_half_orientation_flips_only_an_aligned_half_two(tmp_path: Path) -> None:
+    import json
+
+    from dynamight_core.data.latent_alignment import ALIGNMENT_KIND, half_orientation
+    from dynamight_core.data.latent_space import latent_pca
+
+    def record(sign: int, aligned: bool) -> Path:
+        path = tmp_path / f"alignment_{sign}_{aligned}.json"
+        fields = {"sign": sign, "correlation": 0.9 if aligned else 0.1, "aligned": aligned}
+        path.write_text(json.dumps({"kind": ALIGNMENT_KIND, "models_sha256": ["a", "b"], **fields}))
+        return path
+
+    assert half_orientation(record(-1, True), 1, "a").sign == 1
+    assert half_orientation(record(-1, True), 2, "b").sign == -1
+    weak = half_orientation(record(-1, False), 2, "b")
+    assert weak.sign == 1 and not weak.aligned and weak.agreement == pytest.approx(0.1)
+    with pytest.raises(InputError, match="models_sha256"):
+        half_orientation(record(-1, True), 2, "a")  # half 1's model given as half 2's
+    latents = np.random.default_rng(0).standard_normal((200, 3)) * [3.0, 1.0, 0.5]
+    pca = latent_pca(latents)
+    flipped = pca.with_pc1_sign(-1)
+    np.testing.assert_allclose(flipped.scores[:, 0], -pca.scores[:, 0])
+    np.testing.assert_allclose(flipped.scores[:, 1:], pca.scores[:, 1:])
+    np.testing.assert_allclose(flipped.project(latents), flipped.scores, atol=1e-9)

@@ -114,3 +114,61 @@ def align_directions(
     sign = 1 if correlation >= 0 else -1
     agreement = abs(correlation)
     return DirectionAlignment(component, sign, round(agreement, 4), agreement >= MIN_AGREEMENT)
+
+
+@dataclass(frozen=True)
+class HalfOrientation:
+    """How one half set's PC1 is shown: its sign and the alignment it comes from.
+
+    Attributes
+    ----------
+    half
+        The half set (1 or 2).
+    sign
+        +1 or -1: multiplies the half set's PC1 (+1 for half set 1, and for half set 2 when
+        the halves do not agree enough to be aligned).
+    agreement
+        The two halves' agreement on the motion along PC1 (align-halves' correlation).
+    aligned
+        Whether the agreement is enough to call the two PC1 one motion.
+    """
+
+    half: int
+    sign: int
+    agreement: float
+    aligned: bool
+
+    def record(self) -> dict[str, object]:
+        """JSON-ready fields, with what they mean."""
+        return {
+            **asdict(self),
+            "definition": "PC1 multiplied by sign so that both half sets' PC1 run the same way "
+            "(align-halves' sign for half set 2); agreement: cosine of the two halves' "
+            "decoded PC1 displacement fields",
+        }
+
+
+def half_orientation(path: str | Path, half: int, model_sha256: str) -> HalfOrientation:
+    """The orientation of ``half``'s PC1 from align-halves' record at ``path``.
+
+    Half set 2 takes the record's sign only when the halves agree (``aligned``).
+
+    Raises
+    ------
+    InputError
+        When the record is not align-halves' or was made with another model of this half
+        (``model_sha256``, the SHA-256 of the half set's model file).
+    """
+    record = read_alignment(path)
+    models = record.get("models_sha256")
+    if not isinstance(models, list) or len(models) != 2 or models[half - 1] != model_sha256:
+        raise InputError(
+            path,
+            "models_sha256",
+            f"the alignment made with this model of half set {half}",
+            "an alignment made with another model",
+            "Give the alignment.json of the same run",
+        )
+    aligned = bool(record["aligned"])
+    sign = int(record["sign"]) if half == 2 and aligned else 1
+    return HalfOrientation(half, sign, float(record["correlation"]), aligned)

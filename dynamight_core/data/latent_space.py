@@ -7,7 +7,7 @@ the optional viewer. Plain numpy on `(P, L)` arrays of latent means.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.cluster.vq import kmeans2
@@ -45,6 +45,12 @@ class LatentPca:
         """`(S, L)` latents of `(S, K)` scores on the first K directions (the rest at 0)."""
         values = np.atleast_2d(np.asarray(scores, dtype=np.float64))
         return self.mean[None] + values @ self.axes[: values.shape[1]]
+
+    def with_pc1_sign(self, sign: int) -> LatentPca:
+        """The same PCA with PC1 (its direction and every particle's score) times ``sign``."""
+        flip = np.ones(len(self.sd))
+        flip[0] = sign
+        return replace(self, axes=self.axes * flip[:, None], scores=self.scores * flip[None])
 
 
 def latent_pca(latents: np.ndarray) -> LatentPca:

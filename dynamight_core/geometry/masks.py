@@ -59,3 +59,19 @@ def mask_from_map(
         raise ValueError(f"no voxel of the map exceeds the mask threshold {threshold:g}")
     distance = ndimage.distance_transform_edt(~inside)
     return _cosine_edge(distance - extend_px, soft_edge_px)
+
+
+def points_mask(
+    points_a: np.ndarray, radius_a: float, box_px: int, pixel_size_a: float, soft_edge_px: float
+) -> np.ndarray:
+    """`(D, D, D)` 1 within ``radius_a`` of any point, raised-cosine edge of ``soft_edge_px``.
+
+    ``points_a``: `(N, 3)` positions (x, y, z) in Å from the box centre (voxel ``D // 2``).
+    """
+    from scipy.spatial import cKDTree
+
+    z, y, x = np.indices((box_px,) * 3)
+    voxels_a = (np.stack([x, y, z], axis=-1).reshape(-1, 3) - box_px // 2) * pixel_size_a
+    distance_a, _ = cKDTree(np.asarray(points_a, dtype=np.float64)).query(voxels_a)
+    beyond_px = (distance_a.reshape((box_px,) * 3) - radius_a) / pixel_size_a
+    return _cosine_edge(beyond_px, soft_edge_px)

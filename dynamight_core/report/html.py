@@ -162,17 +162,24 @@ def maps_table(page: Page, maps: Mapping[str, Mapping[str, float]]) -> None:
 
 
 def gain_table(page: Page, gain: Mapping[str, Any]) -> None:
-    """Gain of the deformed maps (and of the null control) in masked FSC area."""
+    """Gain of the deformed maps (and of the null control) in masked FSC area.
+
+    Where it moves (the moving region, when the run has one) and over the whole mask.
+    """
+    scopes = [("whole mask", gain)]
+    if gain.get("moving_region"):
+        scopes.insert(0, ("where it moves", gain["moving_region"]))
     rows = []
-    for key, label in (
-        ("over_consensus", "deformed over consensus"),
-        ("over_null", "deformed over null control"),
-        ("null_over_consensus", "null control over consensus"),
-    ):
-        if key in gain:
-            entry = gain[key]
-            rows.append([label, f"{entry['fsc_area']:+.4f}", entry["se"], entry["z"]])
-    page.table(["comparison", "masked FSC area gain", "standard error", "z"], rows)
+    for where, scope in scopes:
+        for key, label in (
+            ("over_consensus", "deformed over consensus"),
+            ("over_null", "deformed over null control"),
+            ("null_over_consensus", "null control over consensus"),
+        ):
+            if key in scope:
+                entry = scope[key]
+                rows.append([where, label, f"{entry['fsc_area']:+.4f}", entry["se"], entry["z"]])
+    page.table(["where", "comparison", "masked FSC area gain", "standard error", "z"], rows)
 
 
 def regions_table(page: Page, regions: Sequence[Mapping[str, Any]]) -> None:

@@ -24,6 +24,7 @@ def _better_map(
     )
     _reference_state(page, summary)
     maps_table(page, summary["maps"])
+    _moving_region(page, summary["gain"].get("moving_region"))
     gain_table(page, summary["gain"])
     page.figure(
         figures["maps"],
@@ -54,6 +55,26 @@ def _better_map(
         figures["local_resolution"],
         "Local resolution (windowed FSC at the threshold) on the central sections, and the "
         "gain (consensus minus deformed, Å; positive where the deformed map is finer).",
+    )
+
+
+def _moving_region(page: Page, region: Mapping[str, Any] | None) -> None:
+    """Where it moves: the region the questions are answered in, and each map there."""
+    if region is None:
+        page.paragraph(
+            "No moving region: too few pseudo-atoms move report.moving_region_fraction of the "
+            "consensus resolution, so both questions are answered over the whole mask."
+        )
+        return
+    resolution = region["resolution_0143_a"]
+    shown = ", ".join(f"{label} {_angstrom(value)}" for label, value in resolution.items())
+    page.paragraph(
+        f"Where it moves: the mask times a soft region within {region['radius_a']:.2f} Å (the "
+        f"consensus resolution) of the {region['gaussians']} of {region['of_gaussians']} "
+        f"pseudo-atoms whose decoded RMS motion is {region['threshold_a']:.2f} Å or more "
+        f"({100 * region['mask_fraction']:.0f}% of the mask). There the consensus blurs what "
+        "moves, and both questions are answered there; over the whole mask a rigid part that "
+        f"every map shows alike dilutes the gain. Resolution (FSC 0.143) there: {shown}."
     )
 
 
@@ -125,6 +146,13 @@ def _real_motion(page: Page, summary: Mapping[str, Any], figures: Figures) -> No
         f"particles: motion {motion['median_motion_a']:.2f} Å, "
         f"error {motion['median_error_a']:.2f} Å."
     )
+    region = gain.get("moving_region")
+    if region:
+        page.paragraph(
+            f"Regions whose RMS motion is below {region['threshold_a']:.2f} Å (the moving "
+            "region's threshold) are the rigid part: their decoded motion is at the level of "
+            "its error, and the report warns only about regions that move more."
+        )
     regions_table(page, motion["regions"])
     page.figure(figures["deformation_error"], "RMS motion and RMS error of each pseudo-atom.")
     control = summary.get("negative_control")
@@ -141,11 +169,34 @@ def _real_motion(page: Page, summary: Mapping[str, Any], figures: Figures) -> No
         )
 
 
+def _orientation_text(orientation: Mapping[str, Any]) -> str:
+    """How half set 2's PC1 is shown against half set 1's, in words."""
+    agreement = orientation["agreement"]
+    if not orientation["aligned"]:
+        return (
+            f"The two half sets' PC1 agree on the motion by only {agreement:.2f} (cosine of "
+            "their decoded displacement fields, latent/alignment.json): they are not one "
+            "motion, and each half set's PC1 below keeps its own, arbitrary sign."
+        )
+    flipped = "multiplied by -1" if orientation["sign"] < 0 else "kept as it is"
+    return (
+        f"Half set 2's PC1 is {flipped} so that both half sets' PC1 run the same way: their "
+        f"decoded displacement fields agree with a cosine of {agreement:.2f} "
+        "(latent/alignment.json). The latent figures, movies and maps along PC1 below start "
+        "at the same end of the motion in both half sets; only this sign, taken from the "
+        "decoded motion, crosses between the halves."
+    )
+
+
 def _latent(page: Page, summary: Mapping[str, Any], figures: Figures) -> None:
     page.heading("Latent space")
     caveat = _not_shown_real(summary["gain"])
     if caveat:
         page.paragraph(caveat, "warning")
+    orientation = summary["latent"].get("pc1_orientation")
+    if orientation:
+        css = None if orientation["aligned"] else "warning"
+        page.paragraph(_orientation_text(orientation), css)
     for index, half in enumerate(("half1", "half2")):
         values = summary["latent"][half]
         page.heading(f"Half set {index + 1}", 3)

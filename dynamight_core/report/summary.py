@@ -32,6 +32,7 @@ from dynamight_core.report.verdict import (
     map_answer,
     motion_answer,
     next_step,
+    tested,
     verdict_text,
 )
 
@@ -63,6 +64,8 @@ class ReportInputs:
     state_disagreement_fraction: float = 0.1
     min_gain_fsc_area: float = 0.002
     min_motion_fraction: float = 0.1
+    # report/moving_region.py: each pair's numbers where it moves (None: no moving region)
+    moving_region: Mapping[str, Any] | None = None
 
 
 def _difference(first: Mapping[str, Any], second: Mapping[str, Any]) -> dict[str, float]:
@@ -124,6 +127,9 @@ def _gain(inputs: ReportInputs) -> dict[str, Any]:
     if "null" in post:
         gain["over_null"] = _difference(deformed, post["null"])
         gain["null_over_consensus"] = _difference(post["null"], consensus)
+    region = _moving_region(inputs)
+    if region is not None:
+        gain["moving_region"] = region
     gain["significance_z"] = floors.significance_z
     gain["min_gain_fsc_area"] = floors.min_gain_fsc_area
     gain["min_motion_fraction"] = floors.min_motion_fraction
@@ -138,6 +144,25 @@ def _gain(inputs: ReportInputs) -> dict[str, Any]:
     gain["next_step"] = next_step(motion, better, missing)
     gain["verdict"] = verdict_text(motion, better, gain["next_step"], missing)
     return gain
+
+
+def _moving_region(inputs: ReportInputs) -> dict[str, Any] | None:
+    """The region, each map's resolution there and the gains there (``None``: no region)."""
+    region = inputs.moving_region
+    if region is None:
+        return None
+    maps = region["maps"]
+    summary: dict[str, Any] = {
+        key: region[key]
+        for key in ("threshold_a", "radius_a", "gaussians", "of_gaussians", "mask_fraction")
+    }
+    for key in ("resolution_0143_a", "masked_fsc_area"):
+        summary[key] = {label: values[key] for label, values in maps.items()}
+    summary["over_consensus"] = _difference(maps["deformed"], maps["consensus"])
+    if "null" in maps:
+        summary["over_null"] = _difference(maps["deformed"], maps["null"])
+        summary["null_over_consensus"] = _difference(maps["null"], maps["consensus"])
+    return summary
 
 
 def _motion(inputs: ReportInputs) -> dict[str, Any]:
@@ -158,8 +183,9 @@ def _motion(inputs: ReportInputs) -> dict[str, Any]:
     }
 
 
-def _latent(inputs: ReportInputs) -> dict[str, dict[str, float]]:
-    return {
+def _latent(inputs: ReportInputs) -> dict[str, Any]:
+    """Each half's explained variance and how half set 2's PC1 is oriented (or ``None``)."""
+    summary: dict[str, Any] = {
         half: {
             "explained_variance_pc1": values["explained_variance"][0],
             "explained_variance_pc2": values["explained_variance"][1]
@@ -168,6 +194,11 @@ def _latent(inputs: ReportInputs) -> dict[str, dict[str, float]]:
         }
         for half, values in inputs.latent.items()
     }
+    orientation = inputs.latent["half2"].get("pc1_orientation")
+    summary["pc1_orientation"] = (
+        {key: orientation[key] for key in ("sign", "agreement", "aligned")} if orientation else None
+    )
+    return summary
 
 
 def warnings(summary: Mapping[str, Any], inputs: ReportInputs) -> list[str]:
@@ -184,7 +215,14 @@ def warnings(summary: Mapping[str, Any], inputs: ReportInputs) -> list[str]:
             f"The half sets disagree on the motion by {motion['median_error_a']:.2f} Å, as much "
             f"as the motion itself ({motion['median_motion_a']:.2f} Å): it is not resolved."
         )
-    unreliable = [row["region"] for row in motion["regions"] if row["error_over_motion"] >= 1.0]
+    # regions that move less than the moving region's threshold are the rigid part: their
+    # decoded motion is noise by definition, and no question is answered there
+    moving_a = (summary["gain"].get("moving_region") or {}).get("threshold_a", 0.0)
+    unreliable = [
+        row["region"]
+        for row in motion["regions"]
+        if row["error_over_motion"] >= 1.0 and row["motion_rms_a"] >= moving_a
+    ]
     if unreliable:
         notes.append(
             "Regions whose motion error is at least their motion: "
@@ -198,7 +236,8 @@ def warnings(summary: Mapping[str, Any], inputs: ReportInputs) -> list[str]:
             "they hold no signal the FSC can detect; check the particles, the CTF and the mask."
         )
     if "null_over_consensus" in gain:
-        null, real = gain["null_over_consensus"], gain["over_consensus"]
+        scope, _ = tested(gain)
+        null, real = scope["null_over_consensus"], scope["over_consensus"]
         if null["fsc_area"] >= real["fsc_area"] - real["se"]:
             notes.append(
                 "The null control (shuffled latents) scores as well as the real run: the "
@@ -207,6 +246,13 @@ def warnings(summary: Mapping[str, Any], inputs: ReportInputs) -> list[str]:
     else:
         notes.append("The null control was not run (report.null_control: false).")
     notes += _state_warnings(summary)
+    orientation = summary["latent"].get("pc1_orientation")
+    if orientation and not orientation["aligned"]:
+        notes.append(
+            f"The half sets' PC1 agree on the motion by only {orientation['agreement']:.2f} "
+            "(cosine of their decoded displacement fields): they are not one motion, so half "
+            "set 2's latent figures keep their own sign; select and compare each half on its own."
+        )
     return notes
 
 
@@ -220,7 +266,11 @@ def _reference_state(inputs: ReportInputs, resolution_a: float | None) -> dict[s
         limit = None
         agree = None
     else:
-        limit = round(inputs.state_disagreement_fraction * resolution_a, 4)
+        # never below the measure's own floor: the consensus half maps, one state by
+        # construction, are that far apart for it (a sharp map at a fine resolution can
+        # put the floor above the fraction of the resolution)
+        floor = states["consensus_disagreement"]["rms_a"]
+        limit = round(max(inputs.state_disagreement_fraction * resolution_a, floor), 4)
         agree = bool(max(apart["rms_a"], apart["rigid_rms_a"]) <= limit)
     return {
         "reference": states["reference"],
@@ -250,7 +300,8 @@ def _state_warnings(summary: Mapping[str, Any]) -> list[str]:
         f"{state['disagreement_rms_a']:.2f} Å RMS apart (rigid part "
         f"{state['disagreement_rigid_rms_a']:.2f} Å; the consensus half maps "
         f"{state['consensus_disagreement_rms_a']:.2f} Å), more than {state['limit_a']:.2f} Å "
-        "(report.state_disagreement_fraction of the resolution). Their FSC then measures the "
+        "(report.state_disagreement_fraction of the resolution, or the consensus half maps' "
+        "distance when larger). Their FSC then measures the "
         "mismatch as well as the noise and understates the maps; check deformed.reference "
         "(mean is the default)."
     ]

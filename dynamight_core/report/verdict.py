@@ -12,6 +12,13 @@ area, or on a motion of 0.004 Å, is real and irrelevant. Each answer needs both
   of the FSC there: the least change a half-map FSC at that resolution can see; a smaller
   motion leaves the deformed map the consensus.
 
+Both gains are measured **where it moves** when the run has a moving region
+(:mod:`~dynamight_core.report.moving_region`): inside the mask, around the pseudo-atoms
+whose decoded motion is at least ``report.moving_region_fraction`` of the consensus
+resolution, where the consensus blurs; over the whole mask, a rigid core that both maps
+show alike dilutes the gain. A gain there with a significant loss over the whole mask is
+"inconclusive".
+
 "yes": significant, large enough, and no warning that contradicts it (the half sets
 disagree on the motion as much as it moves; the null control scores as well as the real
 run). "no": significant but below the floor, significantly worse, or a gain that the
@@ -65,10 +72,27 @@ class Floors:
     min_motion_fraction: float
 
 
-def _gain_answer(difference: Mapping[str, float], floors: Floors, against: str) -> Answer:
+def tested(gain: Mapping[str, Any]) -> tuple[Mapping[str, Any], str]:
+    """The differences the questions are answered on, and where they were measured.
+
+    Inside the moving region (:mod:`~dynamight_core.report.moving_region`) when the run has
+    one, else over the whole mask.
+    """
+    region = gain.get("moving_region")
+    if region is None:
+        return gain, "in the mask"
+    return region, (
+        f"where it moves ({100 * region['mask_fraction']:.0f}% of the mask, around the "
+        f"pseudo-atoms moving {region['threshold_a']:.2f} Å RMS or more)"
+    )
+
+
+def _gain_answer(
+    difference: Mapping[str, float], floors: Floors, against: str, where: str = "in the mask"
+) -> Answer:
     """yes/no/inconclusive for one FSC-area ``difference`` (fsc_area, se, z) over ``against``."""
     gain, se, z = difference["fsc_area"], difference["se"], difference["z"]
-    shown = f"{gain:+.4f} in masked FSC area over {against}, {z:.1f} standard errors"
+    shown = f"{gain:+.4f} in masked FSC area {where} over {against}, {z:.1f} standard errors"
     floor, threshold = floors.min_gain_fsc_area, floors.significance_z
     if z >= threshold and gain >= floor:
         return Answer(YES, shown)
@@ -84,16 +108,26 @@ def _gain_answer(difference: Mapping[str, float], floors: Floors, against: str) 
 def map_answer(gain: Mapping[str, Any], floors: Floors, motion: Answer) -> Answer:
     """The answer to "is the deformed map better than the consensus?".
 
-    With a ``motion`` below what the data resolve, a gain the data cannot tell from none is
-    "no": the deformed map is then the consensus.
+    Answered where it moves (:func:`tested`). With a ``motion`` below what the data
+    resolve, a gain the data cannot tell from none is "no": the deformed map is then the
+    consensus. A gain where it moves with a significant loss over the whole mask is
+    "inconclusive": better in one place, worse in another.
     """
     if gain.get("unresolved"):
         return Answer(
             NO, "the " + " and ".join(gain["unresolved"]) + " half maps have no resolution"
         )
-    answer = _gain_answer(gain["over_consensus"], floors, "the consensus")
+    scope, where = tested(gain)
+    answer = _gain_answer(scope["over_consensus"], floors, "the consensus", where)
     if answer.answer == INCONCLUSIVE and motion.unresolvable:
         return Answer(NO, f"{answer.reason}, and with no resolvable motion it is the consensus")
+    whole = gain["over_consensus"]
+    if answer.answer == YES and scope is not gain and whole["z"] <= -floors.significance_z:
+        return Answer(
+            INCONCLUSIVE,
+            f"{answer.reason}, but over the whole mask it is worse ({whole['fsc_area']:+.4f}, "
+            f"{whole['z']:.1f} standard errors): compare the local resolution",
+        )
     return answer
 
 
@@ -123,7 +157,8 @@ def motion_answer(
             )
     if "over_null" not in gain:
         return Answer(INCONCLUSIVE, "not tested: no null control (report.null_control: false)")
-    answer = _gain_answer(gain["over_null"], floors, "the null control")
+    scope, where = tested(gain)
+    answer = _gain_answer(scope["over_null"], floors, "the null control", where)
     if answer.answer != YES:
         return answer
     if motion["median_error_a"] >= motion["median_motion_a"]:
@@ -133,7 +168,7 @@ def motion_answer(
             f"({motion['median_error_a']:.2f} Å) as much as it moves "
             f"({motion['median_motion_a']:.2f} Å)",
         )
-    null, real = gain["null_over_consensus"], gain["over_consensus"]
+    null, real = scope["null_over_consensus"], scope["over_consensus"]
     if null["fsc_area"] >= real["fsc_area"] - real["se"]:
         return Answer(
             INCONCLUSIVE,

@@ -19,7 +19,11 @@ import logging
 from typing import TYPE_CHECKING
 
 from dynamight_core.config_cli import add_file_argument, add_run_argument, add_section_arguments
-from dynamight_core.stages.explore_options import add_component_argument, add_half_set_inputs
+from dynamight_core.stages.explore_options import (
+    add_alignment_argument,
+    add_component_argument,
+    add_half_set_inputs,
+)
 from dynamight_core.stages.options import add_compute_arguments
 
 if TYPE_CHECKING:
@@ -58,6 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
     )
     add_component_argument(parser)
+    add_alignment_argument(parser)
     add_section_arguments(
         parser,
         "explore",
@@ -95,7 +100,6 @@ def run(args: argparse.Namespace) -> None:
 
     from dynamight_core.data.latent_space import (
         latent_clusters,
-        latent_pca,
         latents_at_percentiles,
     )
     from dynamight_core.data.latents import check_latents_match_model, read_latent_means
@@ -110,6 +114,7 @@ def run(args: argparse.Namespace) -> None:
     from dynamight_core.stages.common import compute_device
     from dynamight_core.stages.explore_options import (
         check_component,
+        oriented_pca,
         parse_latent_points,
         percentile_steps,
     )
@@ -133,7 +138,7 @@ def run(args: argparse.Namespace) -> None:
     vae = load_half_set_vae(args.model, device)
     check_latents_match_model(args.latents, table, args.model, vae)
     model = vae.model.requires_grad_(False)
-    pca = latent_pca(latents)
+    pca, _ = oriented_pca(args, latents, vae.half)
     labels = None
     if args.points:
         points = parse_latent_points(args.points, latents.shape[1], latents=latents)

@@ -14,7 +14,11 @@ import argparse
 import logging
 
 from dynamight_core.config_cli import add_file_argument, add_run_argument, add_section_arguments
-from dynamight_core.stages.explore_options import add_component_argument, add_half_set_inputs
+from dynamight_core.stages.explore_options import (
+    add_alignment_argument,
+    add_component_argument,
+    add_half_set_inputs,
+)
 from dynamight_core.stages.options import add_compute_arguments
 
 logger = logging.getLogger(__name__)
@@ -45,6 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser, "--end", "last latent point 'z1,...,zL' (--end=-0.5,... if negative)", default=None
     )
     add_component_argument(parser)
+    add_alignment_argument(parser)
     add_section_arguments(
         parser,
         "explore",
@@ -59,7 +64,7 @@ def run(args: argparse.Namespace) -> None:
 
     import numpy as np
 
-    from dynamight_core.data.latent_space import latent_path, latent_pca, latents_at_percentiles
+    from dynamight_core.data.latent_space import latent_path, latents_at_percentiles
     from dynamight_core.data.latents import check_latents_match_model, read_latent_means
     from dynamight_core.errors import InputError
     from dynamight_core.explore.movie import (
@@ -76,6 +81,7 @@ def run(args: argparse.Namespace) -> None:
     from dynamight_core.stages.common import compute_device
     from dynamight_core.stages.explore_options import (
         check_component,
+        oriented_pca,
         parse_latent_points,
         percentile_steps,
     )
@@ -95,7 +101,7 @@ def run(args: argparse.Namespace) -> None:
     vae = load_half_set_vae(args.model, device)
     check_latents_match_model(args.latents, table, args.model, vae)
     model = vae.model.requires_grad_(False)
-    pca = latent_pca(latents)
+    pca, _ = oriented_pca(args, latents, vae.half)
     if args.start is not None:
         start = parse_latent_points(args.start, latents.shape[1], "--start", latents)[0]
         end = parse_latent_points(args.end, latents.shape[1], "--end", latents)[0]

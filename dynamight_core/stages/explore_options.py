@@ -126,3 +126,42 @@ def percentile_steps(low: float, high: float, count: int) -> Any:
             f"{low} and {high}",
         )
     return np.linspace(low, high, count)
+
+
+def add_alignment_argument(parser: argparse.ArgumentParser) -> None:
+    """align-halves' record, which orients half set 2's PC1 as half set 1's."""
+    add_file_argument(
+        parser,
+        "--alignment",
+        "align-halves' alignment.json: half set 2's PC1 is shown oriented as half set 1's "
+        "(default: each half set's own sign, which is arbitrary)",
+        default=None,
+    )
+
+
+def oriented_pca(args: argparse.Namespace, latents: Any, half: int) -> tuple[Any, Any]:
+    """The half set's latent PCA with PC1 oriented by ``args.alignment`` (when given).
+
+    Returns the :class:`~dynamight_core.data.latent_space.LatentPca` of `(P, L)`
+    ``latents`` and the :class:`~dynamight_core.data.latent_alignment.HalfOrientation`
+    (``None`` without an alignment). Checks that the alignment was made with ``args.model``.
+    """
+    import logging
+
+    from dynamight_core.data.latent_alignment import half_orientation
+    from dynamight_core.data.latent_space import latent_pca
+    from dynamight_core.io.files import sha256_file
+
+    pca = latent_pca(latents)
+    if args.alignment is None:
+        return pca, None
+    orientation = half_orientation(args.alignment, half, sha256_file(args.model))
+    if not orientation.aligned:
+        logging.getLogger(__name__).warning(
+            "the half sets' PC1 agree by only %.2f (%s): half set %d's PC1 keeps its own sign "
+            "and may run the other way",
+            orientation.agreement,
+            args.alignment,
+            half,
+        )
+    return pca.with_pc1_sign(orientation.sign), orientation

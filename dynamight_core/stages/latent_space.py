@@ -12,6 +12,7 @@ import argparse
 import logging
 
 from dynamight_core.config_cli import add_file_argument
+from dynamight_core.stages.explore_options import add_alignment_argument
 from dynamight_core.stages.options import add_compute_arguments
 
 logger = logging.getLogger(__name__)
@@ -26,6 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_file_argument(parser, "--out-png", "PCA and renders along PC1/PC2 (PNG)")
     add_file_argument(parser, "--out-displacement-png", "RMS displacement per atom (PNG)")
     add_file_argument(parser, "--out-json", "explained variance, displacement summary (JSON)")
+    add_alignment_argument(parser)
     add_compute_arguments(parser)
 
 
@@ -33,7 +35,6 @@ def run(args: argparse.Namespace) -> None:
     """Compute the PCA and renders and write the figures and numbers."""
     import numpy as np
 
-    from dynamight_core.data.latent_space import latent_pca
     from dynamight_core.data.latents import check_latents_match_model, read_latent_means
     from dynamight_core.io.files import write_json_atomic
     from dynamight_core.report.figures import plot_latent_space, plot_on_model
@@ -43,6 +44,7 @@ def run(args: argparse.Namespace) -> None:
         renders_along,
     )
     from dynamight_core.stages.common import compute_device
+    from dynamight_core.stages.explore_options import oriented_pca
     from dynamight_core.training.half_set_vae import load_half_set_vae
 
     device = compute_device(args)
@@ -50,7 +52,7 @@ def run(args: argparse.Namespace) -> None:
     model = vae.model.requires_grad_(False)
     table, latents = read_latent_means(args.latents)
     check_latents_match_model(args.latents, table, args.model, vae)
-    pca = latent_pca(latents)
+    pca, orientation = oriented_pca(args, latents, vae.half)
     renders, along = renders_along(model, pca)
     label = f"half set {vae.half}"
     plot_latent_space(
@@ -69,6 +71,7 @@ def run(args: argparse.Namespace) -> None:
         "displacement_rms_max_a": round(float(np.max(rms)), 4),
         "stopped": vae.stopped,
         "epochs": len(vae.history),
+        "pc1_orientation": orientation.record() if orientation else None,
     }
     write_json_atomic(args.out_json, summary)
     logger.info(

@@ -87,9 +87,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             "state_disagreement_fraction",
             "min_gain_fsc_area",
             "min_motion_fraction",
+            "moving_region_fraction",
         ),
     )
     add_section_arguments(parser, "split", only=("min_particles_per_half",))
+    add_section_arguments(parser, "postprocess", only=("randomise_at_fsc",))
     add_file_argument(parser, "--out-html", "the report (HTML, self-contained)")
     add_file_argument(parser, "--out-summary", "the report's numbers (JSON)")
     add_file_argument(parser, "--out-gain-png", "corrected masked FSC of every map (PNG)")
@@ -99,17 +101,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_file_argument(parser, "--out-text", "the verdict, the maps' numbers, warnings (text)")
 
 
+def _resolution_text(resolution_a: float | None) -> str:
+    return "no resolution" if resolution_a is None else f"{resolution_a:.2f} Å"
+
+
 def headline(summary: dict[str, Any]) -> str:
     """The verdict, one line per map, and the warnings, as printed by ``make demo``."""
     lines = [summary["gain"]["verdict"]]
+    region = summary["gain"].get("moving_region")
     for label, values in summary["maps"].items():
         resolution, bfactor = values["resolution_0143_a"], values["bfactor_a2"]
+        there = (
+            f"; where it moves {_resolution_text(region['resolution_0143_a'][label])}, "
+            f"area {region['masked_fsc_area'][label]:.4f}"
+            if region
+            else ""
+        )
         lines.append(
-            f"{label:>9}: "
-            + ("no resolution" if resolution is None else f"{resolution:.2f} Å")
+            f"{label:>9}: {_resolution_text(resolution)}"
             + f" (masked, FSC 0.143), masked FSC area {values['masked_fsc_area']:.4f} ± "
             f"{values['masked_fsc_area_se']:.4f}, "
             + ("no B-factor" if bfactor is None else f"B {bfactor:.0f} Å²")
+            + there
         )
     lines += [f"warning: {warning}" for warning in summary["warnings"]]
     return "\n".join(lines) + "\n"
@@ -129,6 +142,32 @@ def _region_local_resolution(args: argparse.Namespace) -> dict[int, dict[str, fl
         table["region"].to_numpy(),
         {label: v.data for label, v in zip(("consensus", "deformed"), volumes, strict=True)},
         volumes[0].voxel_size_a,
+    )
+
+
+def _moving_region(
+    args: argparse.Namespace, consensus_resolution_a: float | None, halves: list[Any], mask: Any
+) -> dict[str, Any] | None:
+    """Every pair's numbers where it moves (report/moving_region.py); ``None``: no region."""
+    import pandas as pd
+
+    from dynamight_core.report.moving_region import moving_region
+    from dynamight_core.report.postprocessing import PostprocessSettings
+
+    if consensus_resolution_a is None or args.moving_region_fraction <= 0:
+        return None
+    pairs = {
+        label: (halves[2 * index].data, halves[2 * index + 1].data)
+        for index, label in enumerate(LABELS[: len(halves) // 2])
+    }
+    return moving_region(
+        pd.read_csv(args.gaussians_tsv, sep="\t"),
+        consensus_resolution_a,
+        args.moving_region_fraction,
+        mask.data,
+        mask.voxel_size_a,
+        pairs,
+        PostprocessSettings(randomise_at_fsc=args.randomise_at_fsc),
     )
 
 
@@ -210,8 +249,13 @@ def run(args: argparse.Namespace) -> None:
         min_gain_fsc_area=args.min_gain_fsc_area,
         min_motion_fraction=args.min_motion_fraction,
     )
-    inputs = replace(inputs, region_local_resolution=_region_local_resolution(args))
     mask = read_volume(args.mask)
+    halves = [read_volume(path) for path in args.half_maps]
+    inputs = replace(
+        inputs,
+        region_local_resolution=_region_local_resolution(args),
+        moving_region=_moving_region(args, post["consensus"]["resolution_0143_a"], halves, mask),
+    )
     summary = build_summary(inputs, {"pixel_size_a": mask.voxel_size_a, "box_px": mask.box_px})
     summary["origin"] = {"split": split}
     for half, record in inputs.latent.items():
@@ -238,7 +282,6 @@ def run(args: argparse.Namespace) -> None:
         {label: table["fsc_corrected"].to_numpy() for label, table in tables.items()},
         "Half-map FSC inside the mask (phase-randomisation corrected)",
     )
-    halves = [read_volume(path) for path in args.half_maps]
     plot_map_sections(
         args.out_maps_png,
         {

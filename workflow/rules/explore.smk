@@ -15,6 +15,7 @@ rule explore_maps:
     input:
         model=f"{OUT}/vae/half{{half}}/model.pt",
         latents=f"{OUT}/vae/half{{half}}/latents.csv",
+        alignment=f"{OUT}/latent/alignment.json",
         error=f"{OUT}/vae/deformation_error_gaussians.tsv",
         # with explore.reconstruct_nearest: the particles and the half set's inverse network
         particles=[STAR, *STACKS, f"{OUT}/halves.csv"] if RECONSTRUCT_NEAREST else [],
@@ -73,7 +74,8 @@ rule explore_maps:
     shell:
         unless_bad_input(
             "python -m dynamight_core explore maps --model {input.model:q}"
-            " --latents {input.latents:q} --error-tsv {input.error:q} {params.settings}"
+            " --latents {input.latents:q} --alignment {input.alignment:q}"
+            " --error-tsv {input.error:q} {params.settings}"
             " {params.deformed} {params.particles} {params.inverse} --threads {threads}"
             " --out-dir {params.out_dir:q} --out-cif {output.cif:q} --out-pdb {output.pdb:q}"
             " --record {output.record:q} --log {log:q}"
@@ -84,6 +86,7 @@ rule explore_movie:
     input:
         model=f"{OUT}/vae/half{{half}}/model.pt",
         latents=f"{OUT}/vae/half{{half}}/latents.csv",
+        alignment=f"{OUT}/latent/alignment.json",
     output:
         frames=expand(
             f"{OUT}/explore/half{{{{half}}}}/movie/{{name}}", name=MOVIE_FRAMES
@@ -119,7 +122,8 @@ rule explore_movie:
     shell:
         unless_bad_input(
             "python -m dynamight_core explore movie --model {input.model:q}"
-            " --latents {input.latents:q} {params.settings} --threads {threads}"
+            " --latents {input.latents:q} --alignment {input.alignment:q}"
+            " {params.settings} --threads {threads}"
             " --out-dir {params.out_dir:q} --out-animation {output.gif:q}"
             " --record {output.record:q} --log {log:q}"
         )

@@ -86,9 +86,11 @@ rule report:
                 "state_disagreement_fraction",
                 "min_gain_fsc_area",
                 "min_motion_fraction",
+                "moving_region_fraction",
             ),
         ),
         split=flags("split", only=("min_particles_per_half",)),
+        postprocess=flags("postprocess", only=("randomise_at_fsc",)),
     shell:
         "python -m dynamight_core report --postprocess-json {input.postprocess_json:q}"
         " --postprocess-png {input.postprocess_png:q} --postprocess-tsv {input.postprocess_tsv:q}"
@@ -102,7 +104,7 @@ rule report:
         " --fsc-deformed-png {input.fsc_png:q} --fsc-deformed-json {input.fsc_json:q}"
         " --provenance {input.provenance:q}"
         " --mask {input.mask:q} --half-maps {input.half_maps:q} {params.mask_json}"
-        " {params.negative} {params.settings} {params.split}"
+        " {params.negative} {params.settings} {params.split} {params.postprocess}"
         " --out-html {output.html:q} --out-summary {output.summary:q}"
         " --out-gain-png {output.gain:q} --out-maps-png {output.maps:q}"
         " --out-text {output.text:q} --log {log:q}"

@@ -122,6 +122,7 @@ rule latent_space:
     input:
         model=f"{OUT}/vae/half{{half}}/model.pt",
         latents=f"{OUT}/vae/half{{half}}/latents.csv",
+        alignment=f"{OUT}/latent/alignment.json",
     output:
         png=report(
             f"{OUT}/latent/half{{half}}/latent_space.png",
@@ -147,7 +148,8 @@ rule latent_space:
     shell:
         unless_bad_input(
             "python -m dynamight_core latent-space --model {input.model:q}"
-            " --latents {input.latents:q} --threads {threads} --out-png {output.png:q}"
+            " --latents {input.latents:q} --alignment {input.alignment:q}"
+            " --threads {threads} --out-png {output.png:q}"
             " --out-displacement-png {output.displacement:q} --out-json {output.json:q}"
             " --record {output.record:q} --log {log:q}"
         )
