@@ -7,9 +7,19 @@ local runs except ``resources.<stage>.cpus`` (threads). Standard library only.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from dynamight_core.config_key import Key
+
+NVIDIA_GPUS = Path("/proc/driver/nvidia/gpus")
+"""One folder per GPU the NVIDIA driver sees: present only on a machine with one."""
+
+
+def driver_sees_gpu(driver: Path = NVIDIA_GPUS) -> bool:
+    """Whether this machine's NVIDIA driver sees a GPU (standard library only: no torch)."""
+    return driver.is_dir() and any(driver.iterdir())
+
 
 # upper bounds of a stage's request: a typo (mem_mb: 100000000000) fails validation instead
 # of reaching sbatch, which queues an impossible job for ever or rejects it after the DAG ran

@@ -20,6 +20,7 @@ from typing import IO, Any, cast
 import numpy as np
 import torch
 
+from dynamight_core.config_site import NVIDIA_GPUS, driver_sees_gpu
 from dynamight_core.errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -68,8 +69,6 @@ def _least_used_gpu(count: int) -> int:
     return max(range(count), key=free.__getitem__)
 
 
-NVIDIA_GPUS = Path("/proc/driver/nvidia/gpus")
-"""One folder per GPU the NVIDIA driver sees: present only on a machine with one."""
 GPU_ENV = ("CUDA_VISIBLE_DEVICES", "SLURM_JOB_GPUS", "SLURM_STEP_GPUS")
 
 
@@ -86,8 +85,7 @@ def allocated_gpus(env: dict[str, str] | None = None, driver: Path = NVIDIA_GPUS
         for key in GPU_ENV
         if values.get(key, "").strip() not in ("", "-1", "NoDevFiles")
     ]
-    has_driver = driver.is_dir() and any(driver.iterdir())
-    return ", ".join(named) if named and has_driver else None
+    return ", ".join(named) if named and driver_sees_gpu(driver) else None
 
 
 def check_gpu_usable(given: str | None) -> None:

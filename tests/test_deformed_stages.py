@@ -190,7 +190,7 @@ def test_inverse_network_inverts_the_forward_field(
     out = tmp_path / "inverse.pt"
     command = [sys.executable, "-m", "dynamight_core", "fit-inverse"]
     command += ["--model", str(results / "vae/half1/model.pt")]
-    command += ["--latents", str(results / "vae/half1/latents.csv"), "--epochs", "2"]
+    command += ["--latents", str(results / "vae/half1/latents.csv"), "--epochs", "5"]
     command += ["--points", "300", "--batch-size", "64"]
     command += ["--out-model", str(out), "--out-json", str(tmp_path / "inverse.json")]
     subprocess.run([*command, "--threads", "2"], check=True, capture_output=True)

@@ -128,3 +128,36 @@ def test_fsc_plot_prints_only_the_marked_crossings(
     printed = [t.get_text() for t in ax.texts if t.get_gid() == "crossing-label"]
     assert printed == [f"{1 / (0.2 * (1 - FSC_THRESHOLD)):.2f} Å"]
     plt.close(fig)
+
+
+def test_fsc_labels_stay_inside_near_nyquist_and_latent_density_has_a_colour_bar(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crossing near Nyquist is labelled to its left, the 0.143 label sits at the
+    low-frequency end (clear of the crossings), and the latent hexbin has a colour bar."""
+    from dynamight_core.report.figures import plot_latent_space
+
+    fig = _plotted_lines(tmp_path, monkeypatch, {"near_nyquist": 0.29, "mid": 0.1})
+    ax = fig.axes[0]
+    align = {
+        t.get_text(): t.get_horizontalalignment()
+        for t in ax.texts
+        if isinstance(t, Annotation) and t.get_gid() == "crossing-label"
+    }
+    near = f"{1 / (0.29 * (1 - FSC_THRESHOLD)):.2f} Å"
+    mid = f"{1 / (0.1 * (1 - FSC_THRESHOLD)):.2f} Å"
+    assert align == {near: "right", mid: "left"}
+    threshold = next(t for t in ax.texts if t.get_text() == "FSC = 0.143")
+    assert threshold.get_position()[0] < 0.1 and threshold.get_horizontalalignment() == "left"
+    plt.close(fig)
+    captured: list[Figure] = []
+    monkeypatch.setattr(plt, "close", captured.append)
+    scores = np.random.default_rng(0).standard_normal((500, 2))
+    renders = np.zeros((2, 5, 16, 16))
+    plot_latent_space(
+        tmp_path / "latent.png", scores, np.array([0.6, 0.3]), renders, [-2, -1, 0, 1, 2], "h1"
+    )
+    monkeypatch.undo()
+    labels = [axes.get_ylabel() for axes in captured[0].axes]
+    assert "particles per cell" in labels
+    plt.close(captured[0])

@@ -89,7 +89,7 @@ def test_bad_config_fails_before_any_job(tmp_path: Path, override: str, message:
 
 def test_demo_writes_report_and_provenance(local_run: Path) -> None:
     summary = json.loads((local_run / "results/consensus/fsc.json").read_text())
-    assert 4.0 < summary["resolution_0143_a"] < 30.0
+    assert 2 * 1.8 <= summary["resolution_0143_a"] < 30.0  # Nyquist of the demo's 1.8 Å
     provenance = json.loads((local_run / "results/provenance.json").read_text())
     for key in ("config", "inputs_sha256", "packages", "code", "seeds", "host", "stages"):
         assert key in provenance, key

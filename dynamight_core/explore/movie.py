@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from dynamight_core.geometry.masks import enclosing_level
 from dynamight_core.io.files import atomic_path
 from dynamight_core.io.mrc import write_volume
 
@@ -48,13 +49,7 @@ def surface_level(frames: np.ndarray, enclosed_fraction: float = 0.5) -> float:
     positive density: the same surface in every frame (the model's mass does not change
     with the latent), tight enough to show domains, loose enough to show all of them.
     """
-    middle = np.clip(np.asarray(frames[len(frames) // 2], dtype=np.float64), 0.0, None).ravel()
-    ordered = np.sort(middle)[::-1]
-    cumulative = np.cumsum(ordered)
-    if cumulative[-1] <= 0:
-        return 0.0
-    index = int(np.searchsorted(cumulative, enclosed_fraction * cumulative[-1]))
-    return float(ordered[min(index, len(ordered) - 1)])
+    return enclosing_level(frames[len(frames) // 2], enclosed_fraction)
 
 
 def chimerax_script(

@@ -75,3 +75,18 @@ def points_mask(
     distance_a, _ = cKDTree(np.asarray(points_a, dtype=np.float64)).query(voxels_a)
     beyond_px = (distance_a.reshape((box_px,) * 3) - radius_a) / pixel_size_a
     return _cosine_edge(beyond_px, soft_edge_px)
+
+
+def enclosing_level(volume: np.ndarray, enclosed_fraction: float = 0.5) -> float:
+    """The level above which the voxels of ``volume`` hold ``enclosed_fraction`` of it.
+
+    Of its positive density (0 for a map with none): a contour that shows a particle's
+    domains whatever its scale.
+    """
+    values = np.clip(np.asarray(volume, dtype=np.float64), 0.0, None).ravel()
+    ordered = np.sort(values)[::-1]
+    cumulative = np.cumsum(ordered)
+    if cumulative[-1] <= 0:
+        return 0.0
+    index = int(np.searchsorted(cumulative, enclosed_fraction * cumulative[-1]))
+    return float(ordered[min(index, len(ordered) - 1)])

@@ -60,12 +60,12 @@ def mark_threshold(ax: Axes, frequency: np.ndarray, curves: dict[str, np.ndarray
     Colours follow the lines already drawn on ``ax`` (in the order of ``curves``).
     """
     ax.axhline(FSC_THRESHOLD, color="grey", linestyle="--", linewidth=1)
-    ax.text(
-        0.99,
+    ax.text(  # at the low-frequency end, clear of the crossings
+        0.01,
         FSC_THRESHOLD + 0.015,
         "FSC = 0.143",
         transform=ax.get_yaxis_transform(),
-        ha="right",
+        ha="left",
         va="bottom",
         fontsize=8,
         color="dimgrey",
@@ -77,11 +77,14 @@ def mark_threshold(ax: Axes, frequency: np.ndarray, curves: dict[str, np.ndarray
             continue
         colour = next((line.get_color() for line in lines if line.get_label() == label), "k")
         ax.plot([crossing], [FSC_THRESHOLD], "o", color=colour, markersize=5, gid="crossing")
+        # near Nyquist the label goes to the point's left, inside the axes
+        left = crossing > 0.75 * float(np.max(frequency))
         ax.annotate(
             f"{1.0 / crossing:.2f} Å",
             (crossing, FSC_THRESHOLD),
-            xytext=(4, 6 + 11 * index),
+            xytext=(-4 if left else 4, 6 + 11 * index),
             textcoords="offset points",
+            ha="right" if left else "left",
             fontsize=8,
             color=colour,
             gid="crossing-label",

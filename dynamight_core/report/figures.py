@@ -12,6 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from dynamight_core.geometry.masks import enclosing_level
 from dynamight_core.io.files import atomic_path
 from dynamight_core.metrics.plots import mark_threshold, resolution_axis
 
@@ -75,6 +76,11 @@ def plot_postprocess(path: str | Path, result: Postprocessed, label: str) -> Non
     _save(fig, path)
 
 
+def _extent_a(shape: tuple[int, ...], pixel_a: float) -> tuple[float, float, float, float]:
+    """The ``extent`` of a `(D, D)` section's image: Å from the box's corner."""
+    return (0.0, shape[1] * pixel_a, 0.0, shape[0] * pixel_a)
+
+
 def central_slices(volume: np.ndarray) -> list[np.ndarray]:
     """The three `(D, D)` central sections of a `(D, D, D)` map, normal to z, y and x."""
     centre = volume.shape[0] // 2
@@ -86,6 +92,7 @@ def plot_local_resolution(
     maps_a: Mapping[str, np.ndarray],
     difference_a: np.ndarray,
     nyquist_a: float,
+    densities: Mapping[str, np.ndarray] | None = None,
 ) -> None:
     """Colour-coded central slices of each local-resolution map and of their difference.
 
@@ -97,8 +104,13 @@ def plot_local_resolution(
         `(D, D, D)` consensus minus deformed local resolution (Å; positive where the deformed
         map is finer).
     nyquist_a
-        Nyquist resolution (Å), the colour scale's best end.
+        Nyquist resolution (Å), the colour scale's best end; ``nyquist_a / 2`` is the pixel
+        size, which gives the axes in Å.
+    densities
+        Label -> `(D, D, D)` full map whose contour (the level enclosing half its positive
+        density) is drawn over that label's sections; the gain row takes the deformed map's.
     """
+    pixel_a = nyquist_a / 2.0
     values = np.concatenate([m[np.isfinite(m)] for m in maps_a.values()])
     limits = (nyquist_a, float(np.percentile(values, 98))) if values.size else (nyquist_a, 1.0)
     rows = [*maps_a.items(), ("gain (consensus - deformed)", difference_a)]
@@ -108,19 +120,42 @@ def plot_local_resolution(
         finite = volume[np.isfinite(volume)]
         span = float(np.percentile(np.abs(finite), 98)) if finite.size and is_gain else 1.0
         for index, (section, ax) in enumerate(zip(central_slices(volume), row[:3], strict=True)):
+            extent = _extent_a(section.shape, pixel_a)
             if is_gain:
-                image = ax.imshow(section, cmap="RdBu", vmin=-span, vmax=span, origin="lower")
+                image = ax.imshow(
+                    section, cmap="RdBu", vmin=-span, vmax=span, origin="lower", extent=extent
+                )
             else:
                 image = ax.imshow(
-                    section, cmap="turbo", vmin=limits[0], vmax=limits[1], origin="lower"
+                    section,
+                    cmap="turbo",
+                    vmin=limits[0],
+                    vmax=limits[1],
+                    origin="lower",
+                    extent=extent,
+                )
+            density = (densities or {}).get("deformed" if is_gain else label)
+            if density is not None:
+                level = enclosing_level(density)
+                ax.contour(
+                    central_slices(density)[index],
+                    levels=[level],
+                    colors="k",
+                    linewidths=0.7,
+                    extent=extent,
+                    origin="lower",
                 )
             ax.set_title(f"{label}: {SLICE_AXES[index]} = centre", fontsize=8)
-            ax.set_xticks([])
-            ax.set_yticks([])
-        fig.colorbar(image, ax=row[2], label="Å", fraction=0.046)
+            _, across, up = SECTION_AXES[index]
+            ax.set_xlabel(f"{across} (Å)", fontsize=8)
+            ax.set_ylabel(f"{up} (Å)", fontsize=8)
+            ax.tick_params(labelsize=7)
+        unit = "gain (Å)" if is_gain else "local resolution (Å)"
+        fig.colorbar(image, ax=row[2], label=unit, fraction=0.046)
         row[3].hist(finite, bins=40, color="C3" if is_gain else "C0")
-        row[3].set_xlabel("Å")
-        row[3].set_title(f"{label}: histogram (inside the mask)", fontsize=8)
+        row[3].set_xlabel(unit)
+        row[3].set_ylabel("voxels in the mask")
+        row[3].set_title(f"{label}: histogram", fontsize=8)
     _save(fig, path)
 
 
@@ -149,7 +184,8 @@ def plot_latent_space(
     fig = plt.figure(figsize=(3.2 + 1.9 * n_steps, 4.8), dpi=100)
     grid = fig.add_gridspec(2, n_steps + 2)
     ax = fig.add_subplot(grid[:, :2])
-    ax.hexbin(scores[:, 0], scores[:, 1], gridsize=35, cmap="viridis", mincnt=1, bins="log")
+    cells = ax.hexbin(scores[:, 0], scores[:, 1], gridsize=35, cmap="viridis", mincnt=1, bins="log")
+    fig.colorbar(cells, ax=ax, shrink=0.8, pad=0.02, label="particles per cell")
     ax.set(xlabel=f"PC1 ({100 * explained[0]:.0f}%)", ylabel=f"PC2 ({100 * explained[1]:.0f}%)")
     ax.set_title(f"{label}: latent means", fontsize=9)
     low, high = float(renders.min()), float(renders.max())

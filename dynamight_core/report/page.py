@@ -54,7 +54,9 @@ def _better_map(
     page.figure(
         figures["local_resolution"],
         "Local resolution (windowed FSC at the threshold) on the central sections, and the "
-        "gain (consensus minus deformed, Å; positive where the deformed map is finer).",
+        "gain (consensus minus deformed, Å; positive where the deformed map is finer), with "
+        "the full map's contour in black (the level enclosing half its density); axes in Å "
+        "from the box's corner.",
     )
 
 
@@ -178,9 +180,13 @@ def _orientation_text(orientation: Mapping[str, Any]) -> str:
             "their decoded displacement fields, latent/alignment.json): they are not one "
             "motion, and each half set's PC1 below keeps its own, arbitrary sign."
         )
-    flipped = "multiplied by -1" if orientation["sign"] < 0 else "kept as it is"
+    flipped = (
+        "is multiplied by -1 so that it runs"
+        if orientation["sign"] < 0
+        else "already runs (its sign is kept)"
+    )
     return (
-        f"Half set 2's PC1 is {flipped} so that both half sets' PC1 run the same way: their "
+        f"Half set 2's PC1 {flipped} the same way as half set 1's: their "
         f"decoded displacement fields agree with a cosine of {agreement:.2f} "
         "(latent/alignment.json). The latent figures, movies and maps along PC1 below start "
         "at the same end of the motion in both half sets; only this sign, taken from the "

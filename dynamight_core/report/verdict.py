@@ -109,9 +109,11 @@ def map_answer(gain: Mapping[str, Any], floors: Floors, motion: Answer) -> Answe
     """The answer to "is the deformed map better than the consensus?".
 
     Answered where it moves (:func:`tested`). With a ``motion`` below what the data
-    resolve, a gain the data cannot tell from none is "no": the deformed map is then the
-    consensus. A gain where it moves with a significant loss over the whole mask is
-    "inconclusive": better in one place, worse in another.
+    resolve the answer is "no", whatever the FSC says: the deformed map is then the
+    consensus reconstructed another way (on a motion-free demo the deformed pipeline's own
+    reconstruction scored +0.013 over the consensus's, 9 standard errors). A gain where it
+    moves with a significant loss over the whole mask is "inconclusive": better in one
+    place, worse in another.
     """
     if gain.get("unresolved"):
         return Answer(
@@ -119,8 +121,13 @@ def map_answer(gain: Mapping[str, Any], floors: Floors, motion: Answer) -> Answe
         )
     scope, where = tested(gain)
     answer = _gain_answer(scope["over_consensus"], floors, "the consensus", where)
-    if answer.answer == INCONCLUSIVE and motion.unresolvable:
-        return Answer(NO, f"{answer.reason}, and with no resolvable motion it is the consensus")
+    if motion.unresolvable and answer.answer != NO:
+        return Answer(
+            NO,
+            f"{answer.reason}; with no resolvable motion the deformed map is the consensus "
+            "reconstructed another way, and any difference is the reconstruction's, not a "
+            "motion's",
+        )
     whole = gain["over_consensus"]
     if answer.answer == YES and scope is not gain and whole["z"] <= -floors.significance_z:
         return Answer(

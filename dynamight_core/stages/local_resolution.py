@@ -115,6 +115,7 @@ def run(args: argparse.Namespace) -> None:
     check_window(args.window_px, box)
     mask = read_mask(args.mask, first)
     device = compute_device(args)
+    full_maps = {label: 0.5 * (one.data + two.data) for label, (one, two) in pairs.items()}
     results = {}
     for label, halves in pairs.items():
         flat = flatten_amplitudes(halves[0].data, halves[1].data)
@@ -178,5 +179,9 @@ def run(args: argparse.Namespace) -> None:
     }
     write_json_atomic(args.out_json, summary)
     plot_local_resolution(
-        args.out_png, {"consensus": consensus, "deformed": deformed}, difference, 2.0 * pixel
+        args.out_png,
+        {"consensus": consensus, "deformed": deformed},
+        difference,
+        2.0 * pixel,
+        densities=full_maps,
     )

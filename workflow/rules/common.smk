@@ -17,6 +17,7 @@ from dynamight_core.config import (  # noqa: E402
     validate,
 )
 from dynamight_core.config_cli import section_flags  # noqa: E402
+from dynamight_core.config_site import driver_sees_gpu  # noqa: E402
 from dynamight_core.io.star_stacks import existing_stacks  # noqa: E402
 
 try:
@@ -107,9 +108,7 @@ PER_HALF_STAGES = {
     "explore_movie",
     "state_maps",
 }
-SIDE_BY_SIDE = workflow.local_exec and not any(
-    Path("/proc/driver/nvidia/gpus").glob("*")
-)
+SIDE_BY_SIDE = workflow.local_exec and not driver_sees_gpu()
 
 
 def threads_for(stage):
