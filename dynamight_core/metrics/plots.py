@@ -85,6 +85,12 @@ def mark_threshold(ax: Axes, frequency: np.ndarray, curves: dict[str, np.ndarray
             xytext=(-4 if left else 4, 6 + 11 * index),
             textcoords="offset points",
             ha="right" if left else "left",
+            bbox={
+                "boxstyle": "round,pad=0.1",
+                "facecolor": "white",
+                "edgecolor": "none",
+                "alpha": 0.8,
+            },
             fontsize=8,
             color=colour,
             gid="crossing-label",
