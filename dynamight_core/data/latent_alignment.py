@@ -148,16 +148,16 @@ class HalfOrientation:
         }
 
 
-def half_orientation(path: str | Path, half: int, model_sha256: str) -> HalfOrientation:
-    """The orientation of ``half``'s PC1 from align-halves' record at ``path``.
-
-    Half set 2 takes the record's sign only when the halves agree (``aligned``).
+def alignment_for_model(
+    path: str | Path, half: int, model_sha256: str, model: str | Path = "this model"
+) -> dict[str, Any]:
+    """align-halves' record at ``path``, checked to be made with ``half``'s model.
 
     Raises
     ------
     InputError
         When the record is not align-halves' or was made with another model of this half
-        (``model_sha256``, the SHA-256 of the half set's model file).
+        (``model_sha256``, the SHA-256 of the half set's model file ``model``).
     """
     record = read_alignment(path)
     models = record.get("models_sha256")
@@ -165,10 +165,20 @@ def half_orientation(path: str | Path, half: int, model_sha256: str) -> HalfOrie
         raise InputError(
             path,
             "models_sha256",
-            f"the alignment made with this model of half set {half}",
+            f"the alignment made with {model} (half set {half})",
             "an alignment made with another model",
             "Give the alignment.json of the same run",
         )
+    return record
+
+
+def half_orientation(path: str | Path, half: int, model_sha256: str) -> HalfOrientation:
+    """The orientation of ``half``'s PC1 from align-halves' record at ``path``.
+
+    Half set 2 takes the record's sign only when the halves agree (``aligned``). Raises
+    :class:`InputError` as :func:`alignment_for_model` does.
+    """
+    record = alignment_for_model(path, half, model_sha256)
     aligned = bool(record["aligned"])
     sign = int(record["sign"]) if half == 2 and aligned else 1
     return HalfOrientation(half, sign, float(record["correlation"]), aligned)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
+from scipy.spatial import cKDTree
 
 
 def _cosine_edge(distance_px: np.ndarray, soft_edge_px: float) -> np.ndarray:
@@ -68,8 +69,6 @@ def points_mask(
 
     ``points_a``: `(N, 3)` positions (x, y, z) in Å from the box centre (voxel ``D // 2``).
     """
-    from scipy.spatial import cKDTree
-
     z, y, x = np.indices((box_px,) * 3)
     voxels_a = (np.stack([x, y, z], axis=-1).reshape(-1, 3) - box_px // 2) * pixel_size_a
     distance_a, _ = cKDTree(np.asarray(points_a, dtype=np.float64)).query(voxels_a)

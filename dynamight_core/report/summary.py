@@ -85,6 +85,18 @@ def _difference(first: Mapping[str, Any], second: Mapping[str, Any]) -> dict[str
     }
 
 
+def _comparisons(maps: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, float]]:
+    """Deformed over consensus and, with a null control, over the null and null over consensus.
+
+    ``maps``: label -> post-processing numbers (over the whole mask or where it moves).
+    """
+    comparisons = {"over_consensus": _difference(maps["deformed"], maps["consensus"])}
+    if "null" in maps:
+        comparisons["over_null"] = _difference(maps["deformed"], maps["null"])
+        comparisons["null_over_consensus"] = _difference(maps["null"], maps["consensus"])
+    return comparisons
+
+
 def _maps(inputs: ReportInputs) -> dict[str, dict[str, float]]:
     maps = {
         label: {key: values[key] for key in MAP_KEYS}
@@ -112,7 +124,7 @@ def _gain(inputs: ReportInputs) -> dict[str, Any]:
     consensus, deformed = post["consensus"], post["deformed"]
     local = inputs.local_resolution
     gain: dict[str, Any] = {
-        "over_consensus": _difference(deformed, consensus),
+        **_comparisons(post),
         "resolution_change_a": _change(
             consensus["resolution_0143_a"], deformed["resolution_0143_a"]
         ),
@@ -124,9 +136,6 @@ def _gain(inputs: ReportInputs) -> dict[str, Any]:
     floors = Floors(inputs.significance_z, inputs.min_gain_fsc_area, inputs.min_motion_fraction)
     missing = [label for label in unresolved(post) if label in ("consensus", "deformed")]
     gain["unresolved"] = missing
-    if "null" in post:
-        gain["over_null"] = _difference(deformed, post["null"])
-        gain["null_over_consensus"] = _difference(post["null"], consensus)
     region = _moving_region(inputs)
     if region is not None:
         gain["moving_region"] = region
@@ -158,10 +167,7 @@ def _moving_region(inputs: ReportInputs) -> dict[str, Any] | None:
     }
     for key in ("resolution_0143_a", "masked_fsc_area"):
         summary[key] = {label: values[key] for label, values in maps.items()}
-    summary["over_consensus"] = _difference(maps["deformed"], maps["consensus"])
-    if "null" in maps:
-        summary["over_null"] = _difference(maps["deformed"], maps["null"])
-        summary["null_over_consensus"] = _difference(maps["null"], maps["consensus"])
+    summary.update(_comparisons(maps))
     return summary
 
 

@@ -146,9 +146,15 @@ def _region_local_resolution(args: argparse.Namespace) -> dict[int, dict[str, fl
 
 
 def _moving_region(
-    args: argparse.Namespace, consensus_resolution_a: float | None, halves: list[Any], mask: Any
+    args: argparse.Namespace,
+    consensus_resolution_a: float | None,
+    pairs: dict[str, tuple[Any, Any]],
+    mask: Any,
 ) -> dict[str, Any] | None:
-    """Every pair's numbers where it moves (report/moving_region.py); ``None``: no region."""
+    """Every pair's numbers where it moves (report/moving_region.py); ``None``: no region.
+
+    ``pairs``: label -> its two `(D, D, D)` half maps.
+    """
     import pandas as pd
 
     from dynamight_core.report.moving_region import moving_region
@@ -156,10 +162,6 @@ def _moving_region(
 
     if consensus_resolution_a is None or args.moving_region_fraction <= 0:
         return None
-    pairs = {
-        label: (halves[2 * index].data, halves[2 * index + 1].data)
-        for index, label in enumerate(LABELS[: len(halves) // 2])
-    }
     return moving_region(
         pd.read_csv(args.gaussians_tsv, sep="\t"),
         consensus_resolution_a,
@@ -250,11 +252,14 @@ def run(args: argparse.Namespace) -> None:
         min_motion_fraction=args.min_motion_fraction,
     )
     mask = read_volume(args.mask)
-    halves = [read_volume(path) for path in args.half_maps]
+    halves = [read_volume(path).data for path in args.half_maps]
+    pairs = {
+        label: (halves[2 * index], halves[2 * index + 1]) for index, label in enumerate(labels)
+    }
     inputs = replace(
         inputs,
         region_local_resolution=_region_local_resolution(args),
-        moving_region=_moving_region(args, post["consensus"]["resolution_0143_a"], halves, mask),
+        moving_region=_moving_region(args, post["consensus"]["resolution_0143_a"], pairs, mask),
     )
     summary = build_summary(inputs, {"pixel_size_a": mask.voxel_size_a, "box_px": mask.box_px})
     summary["origin"] = {"split": split}
@@ -284,10 +289,7 @@ def run(args: argparse.Namespace) -> None:
     )
     plot_map_sections(
         args.out_maps_png,
-        {
-            label: 0.5 * (halves[2 * index].data + halves[2 * index + 1].data)
-            for index, label in enumerate(labels)
-        },
+        {label: 0.5 * (one + two) for label, (one, two) in pairs.items()},
         mask.data,
         mask.voxel_size_a,
     )

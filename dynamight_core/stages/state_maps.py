@@ -64,9 +64,8 @@ def run(args: argparse.Namespace) -> None:
 
     import torch
 
-    from dynamight_core.data.latent_alignment import read_alignment
+    from dynamight_core.data.latent_alignment import alignment_for_model
     from dynamight_core.data.latent_space import latent_pca
-    from dynamight_core.errors import InputError
     from dynamight_core.io.files import atomic_path, sha256_file, write_json_atomic
     from dynamight_core.io.identity import MapOrigin, split_id
     from dynamight_core.io.mrc import write_volume
@@ -81,15 +80,7 @@ def run(args: argparse.Namespace) -> None:
     from dynamight_core.training.half_set_vae import load_half_set_vae
 
     percentiles = parse_percentiles(args.state_percentiles)
-    alignment = read_alignment(args.alignment)
-    expected = alignment["models_sha256"][args.half - 1]
-    if sha256_file(args.model) != expected:
-        raise InputError(
-            args.alignment,
-            "models_sha256",
-            f"the alignment of {args.model}",
-            "an alignment made with another model",
-        )
+    alignment = alignment_for_model(args.alignment, args.half, sha256_file(args.model), args.model)
     if not alignment["aligned"]:
         logger.warning(
             "the halves' PC1 agree by only %.2f: the two halves' maps of a percentile may "

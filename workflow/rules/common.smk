@@ -199,7 +199,7 @@ def unless_bad_input(command):
     The mark keeps the failed attempt's log: Snakemake deletes a job's log before a retry.
     The stage opens its log itself (``--log``, after locking it), so that a second copy
     refused by a running one leaves that copy's log alone: ``command`` must not redirect
-    into ``{log}``. While a copy runs, ``logs/.<log name>.lock`` is its log (a second
+    into the rule's log. While a copy runs, ``logs/.<log name>.lock`` is its log (a second
     name of the same file, dynamight_core.logs.hold_log): a copy refused by it leaves
     no mark, since its log is the running copy's.
     """
