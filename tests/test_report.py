@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any
 
 import mrcfile
@@ -180,19 +181,25 @@ def _with_region(inputs: ReportInputs, consensus: float, deformed: float, null: 
         ((0.60, 0.602, 0.598), (0.45, 0.55, 0.40), "yes", "yes"),
         # better where it moves, significantly worse over the whole mask: not "better"
         ((0.60, 0.58, 0.57), (0.45, 0.55, 0.40), "yes", "inconclusive"),
-        # a large gain over the whole mask does not answer for the moving region
-        ((0.50, 0.60, 0.45), (0.45, 0.452, 0.449), "inconclusive", "inconclusive"),
+        # where it moves the region is small and noisy: a clear gain over the whole mask
+        # answers for it (T4 lysozyme seed 0: 3.3 standard errors there, 2.3 where it moves)
+        ((0.50, 0.60, 0.45), (0.45, 0.452, 0.449), "yes", "yes"),
+        # two looks: 3.1 standard errors in each is below the corrected 3.21 in both
+        ((0.60, 0.6124, 0.6062), (0.45, 0.4748, 0.4624), "inconclusive", "inconclusive"),
     ],
 )
 def test_questions_are_answered_where_it_moves(
     whole: tuple[float, float, float], region: tuple[float, ...], motion: str, better: str
 ) -> None:
-    """With a moving region, both answers come from the gains inside it (and say so)."""
+    """With a moving region, both questions are answered where it moves and over the whole
+    mask, at the threshold corrected for two looks (and say where)."""
     inputs = _with_region(_inputs(*whole), *region)
     gain = build_summary(inputs, {"pixel_size_a": 1.8, "box_px": 64})["gain"]
     answers = gain["answers"]
     assert (answers["motion_real"]["answer"], answers["map_better"]["answer"]) == (motion, better)
-    assert "where it moves (30% of the mask" in answers["map_better"]["reason"]
+    if better != "yes" or region[1] - region[0] > 0.01:
+        assert "where it moves (30% of the mask" in answers["map_better"]["reason"]
+    assert gain["significance_z_per_look"] == pytest.approx(3.205, abs=1e-3)
     there = gain["moving_region"]
     assert there["over_consensus"]["fsc_area"] == pytest.approx(region[1] - region[0])
     assert there["over_consensus"]["se"] == pytest.approx(0.008)
@@ -369,22 +376,38 @@ def _answers(
     """The two answers' booleans as the issue defines them: significant (z >= the report's
     threshold) and large enough (gain >= min_gain_fsc_area; the most mobile region's RMS
     motion >= min_motion_fraction x resolution), with no contradicting warning."""
-    z, floor = floors["significance_z"], floors["min_gain_fsc_area"]
+    floor = floors["min_gain_fsc_area"]
     gain.update(floors)
+    # where it moves (when the run has a region) and over the whole mask, each at the
+    # threshold whose two one-sided tails add up to the report's one
+    places = [gain["moving_region"], gain] if "moving_region" in gain else [gain]
+    normal = NormalDist()
+    z = normal.inv_cdf(1 - (1 - normal.cdf(floors["significance_z"])) / len(places))
+    gain["significance_z_per_look"] = round(z, 3)
 
-    scope = gain.get("moving_region", gain)  # where it moves, when the run has a region
-
-    def enough(name: str) -> bool:
+    def shows(scope: dict[str, Any], name: str) -> bool:
         return scope[name]["z"] >= z and scope[name]["fsc_area"] >= floor
+
+    def loses(name: str) -> bool:
+        return any(scope[name]["z"] <= -z for scope in places)
 
     moving = max(region["motion_rms_a"] for region in regions)
     unresolvable = moving < floors["min_motion_fraction"] * resolution_a
     agree = particles["error_a"].median() < particles["motion_a"].median()
-    null, real = scope["null_over_consensus"], scope["over_consensus"]
-    control = null["fsc_area"] < real["fsc_area"] - real["se"]
-    gain["motion_real"] = enough("over_null") and not unresolvable and agree and control
-    worse = scope is not gain and gain["over_consensus"]["z"] <= -z
-    gain["map_better"] = enough("over_consensus") and not worse
+    showing = [scope for scope in places if shows(scope, "over_null")]
+    control = not showing or any(
+        scope["null_over_consensus"]["fsc_area"]
+        < scope["over_consensus"]["fsc_area"] - scope["over_consensus"]["se"]
+        for scope in showing
+    )
+    gain["motion_real"] = (
+        bool(showing) and not loses("over_null") and not unresolvable and agree and control
+    )
+    gain["map_better"] = (
+        any(shows(scope, "over_consensus") for scope in places)
+        and not loses("over_consensus")
+        and not unresolvable
+    )
     gain["significant"] = gain["map_better"] and gain["motion_real"]
     gain["answers"] = {
         "motion_real": {"unresolvable": unresolvable},

@@ -29,6 +29,8 @@ from dynamight_core.metrics.fsc import jackknife_standard_error
 from dynamight_core.report.verdict import (
     YES,
     Floors,
+    corrected_z,
+    looks,
     map_answer,
     motion_answer,
     next_step,
@@ -140,6 +142,7 @@ def _gain(inputs: ReportInputs) -> dict[str, Any]:
     if region is not None:
         gain["moving_region"] = region
     gain["significance_z"] = floors.significance_z
+    gain["significance_z_per_look"] = round(corrected_z(floors.significance_z, len(looks(gain))), 3)
     gain["min_gain_fsc_area"] = floors.min_gain_fsc_area
     gain["min_motion_fraction"] = floors.min_motion_fraction
     resolution = deformed["resolution_0143_a"] or consensus["resolution_0143_a"]
