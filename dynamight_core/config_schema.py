@@ -212,6 +212,17 @@ SCHEMA: dict[str, Any] = {
             "int", 6, "dimension of the latent space (the original's default)", 1, 64
         ),
         "encoder_px": Key("int", 64, "largest encoder input image in pixels (Fourier-cropped)", 8),
+        "decoder": Key(
+            "str",
+            "basis",
+            "displacement decoder: basis (a positional network gives decoder_basis basis "
+            "displacements per Gaussian once per step, the latent their coefficients) or mlp "
+            "(the original's MLP for every Gaussian of every particle, the reference)",
+            choices=("basis", "mlp"),
+        ),
+        "decoder_basis": Key(
+            "int", 16, "basis displacements per Gaussian of the basis decoder", 1, 256
+        ),
         "decoder_layers": Key("int", 8, "hidden layers of the displacement decoder", 1, 32),
         "decoder_width": Key("int", 32, "units per decoder layer", 4, 1024),
         "pe_frequencies": Key("int", 10, "frequencies of the positional encoding", 1, 32),
@@ -260,6 +271,16 @@ SCHEMA: dict[str, Any] = {
             "int", 10, "stop after this many epochs without a better validation loss", 1
         ),
         "max_epochs": Key("int", 150, "stop after this many epochs at most", 1),
+        "stop_share": Key(
+            "float",
+            0.05,
+            "stop when the last stop_window epochs made less than this share of the "
+            "validation loss's descent so far (0: only patience and max_epochs)",
+            0.0,
+            1.0,
+        ),
+        "stop_window": Key("int", 5, "epochs over which stop_share is measured", 1),
+        "min_epochs": Key("int", 15, "epochs always trained before stop_share may stop", 1),
         "refine_steps": Key(
             "int",
             10,

@@ -12,7 +12,13 @@ from torch import nn
 
 from dynamight_core.config_schema import default_of
 from dynamight_core.io.checkpoint import read_model_file, write_model_file
-from dynamight_core.models.decoder import DisplacementDecoder
+from dynamight_core.models.decoders import (
+    Decoder,
+    DecoderShape,
+    build_decoder,
+    decoder_from_description,
+    describe_decoder,
+)
 from dynamight_core.models.encoder import ImageEncoder
 from dynamight_core.models.gaussians import GaussianModel
 
@@ -29,6 +35,10 @@ class VaeArchitecture:
         Dimension L of the latent space.
     encoder_px
         Largest encoder input image in pixels (the image is Fourier-cropped to it).
+    decoder
+        The displacement decoder: ``basis`` or ``mlp`` (:mod:`~dynamight_core.models.decoders`).
+    decoder_basis
+        Basis displacements per Gaussian of the ``basis`` decoder.
     decoder_layers, decoder_width
         Hidden layers of the displacement decoder and units per layer.
     pe_frequencies
@@ -40,6 +50,8 @@ class VaeArchitecture:
 
     latent_dim: int = default_of("vae", "latent_dim")
     encoder_px: int = default_of("vae", "encoder_px")
+    decoder: str = default_of("vae", "decoder")
+    decoder_basis: int = default_of("vae", "decoder_basis")
     decoder_layers: int = default_of("vae", "decoder_layers")
     decoder_width: int = default_of("vae", "decoder_width")
     pe_frequencies: int = default_of("vae", "pe_frequencies")
@@ -59,9 +71,7 @@ class DeformationModel(nn.Module):
         (latent, consensus position) -> displacement.
     """
 
-    def __init__(
-        self, consensus: GaussianModel, encoder: ImageEncoder, decoder: DisplacementDecoder
-    ) -> None:
+    def __init__(self, consensus: GaussianModel, encoder: ImageEncoder, decoder: Decoder) -> None:
         super().__init__()
         self.consensus = consensus
         self.encoder = encoder
@@ -77,7 +87,6 @@ class DeformationModel(nn.Module):
 
     def describe(self) -> dict[str, Any]:
         """Constructor settings of the three parts (JSON-like)."""
-        decoder = self.decoder
         return {
             "consensus": self.consensus.describe(),
             "encoder": {
@@ -85,14 +94,7 @@ class DeformationModel(nn.Module):
                 "latent_dim": self.encoder.latent_dim,
                 "hidden": list(self.encoder.hidden_sizes),
             },
-            "decoder": {
-                "latent_dim": decoder.latent_layer.in_features,
-                "n_frequencies": int(decoder.frequencies.shape[0]),
-                "width": decoder.output.in_features,
-                "n_layers": len(decoder.hidden),
-                "box_px": self.consensus.box_px,
-                "precision": decoder.precision,
-            },
+            "decoder": describe_decoder(self.decoder, self.consensus.box_px),
         }
 
     @classmethod
@@ -110,15 +112,7 @@ class DeformationModel(nn.Module):
         encoder = ImageEncoder(
             encoder_config["input_px"], encoder_config["latent_dim"], 1.0, (first, second)
         )
-        decoder_config = config["decoder"]
-        decoder = DisplacementDecoder(
-            decoder_config["latent_dim"],
-            decoder_config["box_px"],
-            decoder_config["n_frequencies"],
-            decoder_config["width"],
-            decoder_config["n_layers"],
-            decoder_config.get("precision", "float32"),  # models written before the setting
-        )
+        decoder = decoder_from_description(config["decoder"])
         return cls(consensus, encoder, decoder)
 
 
@@ -141,13 +135,17 @@ def build_deformation_model(
     encoder = ImageEncoder(
         encoder_px, architecture.latent_dim, particle_radius_a(consensus) / encoder_pixel_a
     )
-    decoder = DisplacementDecoder(
-        architecture.latent_dim,
-        consensus.box_px,
-        architecture.pe_frequencies,
-        architecture.decoder_width,
-        architecture.decoder_layers,
-        architecture.decoder_precision,
+    decoder = build_decoder(
+        DecoderShape(
+            kind=architecture.decoder,
+            latent_dim=architecture.latent_dim,
+            box_px=consensus.box_px,
+            n_frequencies=architecture.pe_frequencies,
+            width=architecture.decoder_width,
+            n_layers=architecture.decoder_layers,
+            precision=architecture.decoder_precision,
+            n_basis=architecture.decoder_basis,
+        )
     )
     return DeformationModel(consensus, encoder, decoder)
 

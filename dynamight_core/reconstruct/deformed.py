@@ -26,7 +26,7 @@ import torch
 from dynamight_core.data.batches import BatchReader
 from dynamight_core.geometry.fourier import hermitian_weights_2d
 from dynamight_core.io.checkpoint import Checkpointer
-from dynamight_core.models.decoder import DisplacementDecoder
+from dynamight_core.models.decoders import Decoder
 from dynamight_core.models.deformation import DeformationModel, particle_radius_a
 from dynamight_core.progress import track
 from dynamight_core.reconstruct.deformed_projector import (
@@ -93,9 +93,7 @@ class DeformedGeometry:
         return self.projector.image_coords(rotations, moved)
 
 
-def deformation_field(
-    model: DeformationModel, inverse: DisplacementDecoder | None
-) -> DisplacementField:
+def deformation_field(model: DeformationModel, inverse: Decoder | None) -> DisplacementField:
     """The field that brings images back: the forward decoder, or minus the inverse's residual.
 
     With the inverse network (the paper's way), a voxel ``x`` is sampled at ``x - r(z, x)``:
@@ -114,7 +112,7 @@ def half_set_geometry(
     reader: BatchReader,
     model: DeformationModel,
     latents_by_row: torch.Tensor,
-    inverse: DisplacementDecoder | None,
+    inverse: Decoder | None,
     control_grid: int,
     reference: ReferenceState | None = None,
 ) -> DeformedGeometry:

@@ -22,7 +22,7 @@ import torch
 
 from dynamight_core.config_schema import default_of
 from dynamight_core.io.checkpoint import Checkpointer
-from dynamight_core.models.decoder import DisplacementDecoder
+from dynamight_core.models.decoders import Decoder, decoder_kind
 from dynamight_core.models.deformation import DeformationModel
 from dynamight_core.models.inverse import build_inverse
 from dynamight_core.progress import track
@@ -61,7 +61,7 @@ def _points(
 
 def inverse_loss(
     model: DeformationModel,
-    net: DisplacementDecoder,
+    net: Decoder,
     latents: torch.Tensor,
     points: torch.Tensor,
     smoothness_weight: float,
@@ -92,7 +92,7 @@ def fit_inverse(
     train_latents: torch.Tensor,
     settings: InverseSettings,
     checkpointer: Checkpointer | None = None,
-) -> tuple[DisplacementDecoder, list[dict[str, float]]]:
+) -> tuple[Decoder, list[dict[str, float]]]:
     """Train the inverse network of ``model`` on `(N, L)` training latents.
 
     Returns the network and one history row per epoch (mean losses in Å²). With a
@@ -107,6 +107,7 @@ def fit_inverse(
         int(model.decoder.frequencies.shape[0]),
         settings.width,
         settings.layers,
+        decoder_kind(model.decoder),
     ).to(device)
     optimizer = torch.optim.Adam(net.parameters(), lr=settings.lr)
     loop = ResumableLoop(checkpointer, "inverse", net, optimizer)
@@ -155,7 +156,7 @@ def fit_inverse(
 
 
 def inversion_errors(
-    model: DeformationModel, net: DisplacementDecoder, latents: torch.Tensor, batch_size: int
+    model: DeformationModel, net: Decoder, latents: torch.Tensor, batch_size: int
 ) -> dict[str, float]:
     """Errors (Å) of the inverse at the Gaussian centres for `(N, L)` (held-out) latents.
 

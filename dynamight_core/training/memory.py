@@ -63,6 +63,8 @@ class StepShape:
         Render oversampling s (the spread grid is ``s d`` per side).
     decoder_layers, decoder_width
         Hidden layers of the decoder and units per layer W.
+    decoder_basis
+        Basis displacements K per Gaussian of the ``basis`` decoder; 0 for ``mlp``.
     pe_frequencies
         Frequencies F of the decoder's positional encoding.
     activation_bytes
@@ -86,6 +88,7 @@ class StepShape:
     oversampling: int = 2
     decoder_layers: int = 8
     decoder_width: int = 32
+    decoder_basis: int = 0
     pe_frequencies: int = 10
     activation_bytes: int = FLOAT_BYTES
     encoder_px: int = 64
@@ -151,17 +154,26 @@ def _half_plane(box_px: int) -> int:
 def decoder_saved_bytes(shape: StepShape) -> float:
     """Decoder activations kept for backward: each layer's input and pre-activation.
 
-    The first (factored) layer and every hidden layer keep a `(B, N, W)` pre-activation
-    (for the ELU) and a `(B, N, W)` output (the next layer's input); the per-Gaussian
-    positional encoding `(N, 6F)` is computed once per step.
+    ``mlp``: the first (factored) layer and every hidden layer keep a `(B, N, W)`
+    pre-activation (for the ELU) and a `(B, N, W)` output (the next layer's input); the
+    per-Gaussian positional encoding `(N, 6F)` is computed once per step. ``basis``: the
+    positional network's layers are `(N, W)`, once per step, plus the basis `(N, K, 3)` and
+    the displacements `(B, N, 3)`.
     """
-    per_layer = shape.batch * shape.n_gaussians * shape.decoder_width * shape.activation_bytes
     per_gaussian = shape.n_gaussians * (18 * shape.pe_frequencies + shape.decoder_width)
+    if shape.decoder_basis:
+        positional = 2.0 * (shape.decoder_layers + 1) * shape.n_gaussians * shape.decoder_width
+        basis = 3 * shape.n_gaussians * shape.decoder_basis
+        displacements = 3 * shape.batch * shape.n_gaussians
+        return FLOAT_BYTES * (per_gaussian + positional + basis + displacements)
+    per_layer = shape.batch * shape.n_gaussians * shape.decoder_width * shape.activation_bytes
     return 2.0 * (shape.decoder_layers + 1) * per_layer + FLOAT_BYTES * per_gaussian
 
 
 def decoder_workspace_bytes(shape: StepShape) -> float:
-    """Gradients of `(B, N, W)` activations alive at once in the decoder's backward pass."""
+    """Gradients of the largest decoder activations alive at once in its backward pass."""
+    if shape.decoder_basis:
+        return 3.0 * FLOAT_BYTES * shape.batch * shape.n_gaussians * 3
     per_layer = shape.batch * shape.n_gaussians * shape.decoder_width * shape.activation_bytes
     return 3.0 * per_layer
 
@@ -244,6 +256,10 @@ def model_parameter_count(shape: StepShape) -> int:
         + shape.decoder_layers * (width + 1) * width
         + 3 * (width + 1)
     )
+    if shape.decoder_basis:  # the output layer gives K x 3; the coefficient network
+        hidden = 64
+        decoder += 3 * (shape.decoder_basis - 1) * (width + 1) + (shape.latent_dim + 1) * hidden
+        decoder += (hidden + 1) * hidden + (hidden + 1) * shape.decoder_basis
     first, second = shape.encoder_hidden
     encoder = (
         (shape.encoder_px**2 + 1) * first

@@ -12,6 +12,7 @@ import logging
 import torch
 
 from dynamight_core.memory import choose_batch_size, device_memory_bytes
+from dynamight_core.models.decoders import describe_decoder
 from dynamight_core.models.gaussians import GaussianModel
 from dynamight_core.training.half_set_vae import HalfSetVae
 from dynamight_core.training.memory import (
@@ -37,7 +38,7 @@ def vae_step_shape(vae: HalfSetVae, batch: int, bfloat16: bool) -> StepShape:
     ``bfloat16``: whether the decoder's hidden layers run in bfloat16.
     """
     model = vae.model
-    decoder = model.decoder
+    decoder = describe_decoder(model.decoder, model.consensus.box_px)
     return StepShape(
         batch=batch,
         box_px=model.consensus.box_px,
@@ -45,9 +46,10 @@ def vae_step_shape(vae: HalfSetVae, batch: int, bfloat16: bool) -> StepShape:
         batch_box_px=vae.grid.box_px,
         n_gaussians=model.consensus.n_gaussians,
         n_channels=int(model.consensus.raw_widths.shape[0]),
-        decoder_layers=len(decoder.hidden),
-        decoder_width=decoder.output.in_features,
-        pe_frequencies=int(decoder.frequencies.shape[0]),
+        decoder_layers=decoder["n_layers"],
+        decoder_width=decoder["width"],
+        decoder_basis=decoder.get("n_basis", 0),
+        pe_frequencies=decoder["n_frequencies"],
         activation_bytes=BFLOAT16_BYTES if bfloat16 else FLOAT_BYTES,
         encoder_px=vae.grid.encoder_px,
         encoder_hidden=model.encoder.hidden_sizes,

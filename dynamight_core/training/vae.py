@@ -7,7 +7,8 @@ at the start of every epoch so that the penalty's gradient on the decoder is
 ``regularisation_factor`` times the data term's. The consensus Gaussians keep learning
 (at the warm-up's rates), and every ``consensus_update_every`` epochs the consensus is
 moved to the mean deformed positions of the least-deformed training particles, so it can
-settle on one state. Training stops when the validation loss has not improved for
+settle on one state. Training stops when the last epochs made a negligible share of the
+validation loss's descent (``training/stopping.py``), when it has not improved for
 ``patience`` epochs, or after ``max_epochs``; it is scored with each validation particle's
 latent refined against its own image (see ``refine_latents``), because the encoder alone
 mostly learns its training images when data are few and noisy. Every epoch ends with a
@@ -39,6 +40,7 @@ from dynamight_core.training.half_set_vae import HalfSetVae, Refinement
 from dynamight_core.training.memory import TRAINING_SETTINGS
 from dynamight_core.training.oom import batch_after, check_forced_out_of_memory
 from dynamight_core.training.regularisation import NeighbourGraph, make_graph
+from dynamight_core.training.stopping import StoppingRule, latent_change
 from dynamight_core.training.vae_steps import (
     balanced_weight,
     batch_losses,
@@ -74,10 +76,17 @@ class VaeSettings:
     consensus_update_particles: int = default_of("vae", "consensus_update_particles")
     patience: int = default_of("vae", "patience")
     max_epochs: int = default_of("vae", "max_epochs")
+    stop_share: float = default_of("vae", "stop_share")
+    stop_window: int = default_of("vae", "stop_window")
+    min_epochs: int = default_of("vae", "min_epochs")
     refine_steps: int = default_of("vae", "refine_steps")
     refine_lr: float = default_of("vae", "refine_lr")
     track_steps: int = default_of("vae", "track_steps")
     seed: int = default_of("vae", "seed")
+
+    def stopping(self) -> StoppingRule:
+        """The descent-share stopping rule (``training/stopping.py``)."""
+        return StoppingRule(self.stop_window, self.stop_share, self.min_epochs)
 
     def refinement(self) -> Refinement:
         """Latent refinement settings (the prior weight is the KL weight)."""
@@ -239,9 +248,11 @@ def _epoch(
     train, validation = rows
     losses = train_epoch(vae, optimizer, reader, train, graph, settings, state)
     state.epoch += 1
+    before = state.validation_latents
     valid, state.validation_latents = validation_loss(
         vae, reader, validation, state.validation_latents
     )
+    change = latent_change(before, state.validation_latents)
     GUARD.loss(valid, f"epoch {state.epoch}", "validation loss")
     moved = 0.0
     if settings.consensus_update_every and state.epoch % settings.consensus_update_every == 0:
@@ -252,8 +263,12 @@ def _epoch(
         state.best, state.since_best = valid, 0
     else:
         state.since_best += 1
+    losses_so_far = [row["validation"] for row in state.history] + [valid]
+    converged = settings.stopping().reason_to_stop(losses_so_far)
     if state.since_best >= settings.patience:
         state.stopped = f"no improvement of the validation loss for {settings.patience} epochs"
+    elif converged:
+        state.stopped = converged
     elif state.epoch >= settings.max_epochs:
         state.stopped = f"reached max_epochs ({settings.max_epochs})"
     state.history.append(
@@ -263,6 +278,7 @@ def _epoch(
             "validation": valid,
             "deformation_weight": state.weight,
             "consensus_shift_a": moved,
+            "latent_change": change,
         }
     )
     logger.info(

@@ -27,6 +27,7 @@ from dynamight_core.data.latents import (
 from dynamight_core.errors import InputError
 from dynamight_core.explore.states import render_states
 from dynamight_core.io.star import particle_image_names
+from dynamight_core.models.decoders import decoder_latent_dim
 from dynamight_core.models.deformation import DeformationModel
 from dynamight_core.training.half_set_vae import load_half_set_vae
 
@@ -83,7 +84,7 @@ class ExploreSession:
         table, self.latents = read_latent_means(latents_path)
         check_latents_match_model(latents_path, table, model_path, vae)
         columns = mean_columns(table)
-        latent_dim = self.model.decoder.latent_layer.in_features
+        latent_dim = decoder_latent_dim(self.model.decoder)
         if len(columns) != latent_dim:
             raise InputError(
                 latents_path,
