@@ -30,20 +30,17 @@ import logging
 import re
 import shlex
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
-import torch
-from scipy import stats
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from motion_truth import demo_truth, scores, t4l_truth  # noqa: E402
+
 from dynamight_core import cli  # noqa: E402
-from dynamight_core.simulate.agreement import first_principal_component  # noqa: E402
 from dynamight_core.training import vae as vae_training  # noqa: E402
 
 logger = logging.getLogger("bench_epochs")
@@ -63,7 +60,8 @@ def stage_command(run: Path, half: int) -> list[str]:
 
 def with_settings(argv: list[str], out: Path, settings: list[str]) -> list[str]:
     """``argv`` with relative paths made absolute (the workflow runs in the repository),
-    outputs into ``out``, no checkpoint, and ``settings`` (``key=value``) applied."""
+    outputs into ``out``, no checkpoint, and ``settings`` (``key=value``; ``key=`` drops
+    the flag, e.g. ``store=`` reads the stacks) applied."""
     changes = dict(item.split("=", 1) for item in settings)
     result = [argv[0]]
     pairs: list[tuple[str, str | None]] = []
@@ -80,79 +78,14 @@ def with_settings(argv: list[str], out: Path, settings: list[str]) -> list[str]:
             value = str(out / Path(value).name)
         elif key in changes:
             value = changes.pop(key)
+            if value == "":
+                continue
         elif value is not None and "/" in value and not Path(value).is_absolute():
             value = str(REPO / value)
         result += [flag] if value is None else [flag, value]
     for key, value in changes.items():
         result += [f"--{key}", value]
     return result
-
-
-def demo_truth(run: Path) -> Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    """(STAR rows, consensus Å) -> (true coordinates, `(P, N, 3)` true displacements Å)."""
-    from dynamight_core.simulate.motion import true_displacements_a
-    from dynamight_core.simulate.truth import load_truth
-
-    truth = load_truth(run / "simulated")
-
-    def of(rows: np.ndarray, consensus_a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        coordinates = truth.coordinates[rows]
-        return coordinates, true_displacements_a(truth.motion, consensus_a, coordinates)
-
-    return of
-
-
-def t4l_truth(data: Path) -> Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    """The same for a ``deformed_data.py`` dataset (hinge angle, atoms about the hinge)."""
-    from deformed_data import (
-        HINGE_RESIDUES,
-        MAX_ANGLE_DEG,
-        MOVING_RESIDUES,
-        STRUCTURE,
-        WIDTH_A,
-        load_structure,
-    )
-    from scipy.spatial import cKDTree
-
-    structure = load_structure(
-        STRUCTURE, MOVING_RESIDUES, HINGE_RESIDUES, WIDTH_A, open_offset_deg=MAX_ANGLE_DEG
-    )
-    theta = pd.read_csv(data / "motion.csv")["theta_deg"].to_numpy()
-    mid = structure.positions_at(0.0).reshape(-1, 3)
-
-    def of(rows: np.ndarray, consensus_a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        nearest = cKDTree(mid).query(consensus_a)[1]
-        moved = structure.positions_at(theta[rows]).reshape(len(rows), -1, 3)
-        return theta[rows], moved[:, nearest] - mid[nearest][None]
-
-    return of
-
-
-def scores(
-    model: Any, latents: torch.Tensor, rows: np.ndarray, truth: Callable[..., Any]
-) -> dict[str, float]:
-    """Latent and motion accuracy of ``model`` at the validation ``latents`` `(P, L)`."""
-    with torch.no_grad():
-        decoded = model.displacements_a(latents.to(model.consensus.positions.device)).cpu()
-        consensus = model.consensus.positions_a().cpu().numpy()
-    coordinates, true_a = truth(rows, consensus)
-    decoded_a = decoded.numpy()
-    offset = (true_a - decoded_a).mean(axis=0, keepdims=True)
-    errors = np.linalg.norm(decoded_a + offset - true_a, axis=-1)
-    amplitude = np.linalg.norm(true_a - true_a.mean(0, keepdims=True), axis=-1)
-    moving = amplitude.mean(0) > 0.5 * amplitude.mean(0).max()
-    values = latents.numpy()
-    best = max(abs(stats.spearmanr(values[:, d], coordinates)[0]) for d in range(values.shape[1]))
-    return {
-        "spearman_pc1": float(
-            abs(stats.spearmanr(first_principal_component(values), coordinates)[0])
-        ),
-        "spearman_best": float(best),
-        "error_fraction": float(
-            np.median(errors[:, moving]) / np.percentile(amplitude[:, moving], 95)
-        ),
-        "static_rms_a": float(np.sqrt((decoded_a[:, ~moving] ** 2).sum(-1).mean())),
-    }
 
 
 def main() -> int:

@@ -26,7 +26,8 @@ when visible (``common.device()``):
    sets of 1,000 and 4,000 particles; peak RSS must stay within 20%.
 
 Environment: ``BENCH_THROUGHPUT_PARTS`` (default 1,6,2,3,4,5), ``BENCH_THROUGHPUT_SCALE``
-(default 1; e.g. 0.1 shrinks every particle count for a quick check), ``BENCH_DEVICE``.
+(default 1; e.g. 0.1 shrinks every particle count for a quick check), ``BENCH_DEVICE``,
+``BENCH_THROUGHPUT_DECODERS`` (part 1's decoder settings, default ``basis,mlp,mlp-bfloat16``).
 """
 
 from __future__ import annotations
@@ -69,7 +70,11 @@ MAX_RSS_RATIO = 1.2
 DEFAULTS = str(default_of("vae", "decoder"))  # the config's decoder (basis)
 REFERENCE = "mlp"  # the original DynaMight's decoder and arithmetic (float32)
 OPTION = "mlp-bfloat16"  # vae.decoder_precision: bfloat16 (faster, less accurate on the demo)
-SETTINGS = tuple(dict.fromkeys((DEFAULTS, REFERENCE, OPTION)))
+SETTINGS = tuple(
+    os.environ.get(
+        "BENCH_THROUGHPUT_DECODERS", ",".join(dict.fromkeys((DEFAULTS, REFERENCE, OPTION)))
+    ).split(",")
+)
 SCALE = float(os.environ.get("BENCH_THROUGHPUT_SCALE", "1"))
 PARTS = [int(p) for p in os.environ.get("BENCH_THROUGHPUT_PARTS", "1,6,2,3,4,5").split(",") if p]
 PIXEL_A = 1.5  # parts 3-5

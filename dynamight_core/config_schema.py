@@ -221,7 +221,12 @@ SCHEMA: dict[str, Any] = {
             choices=("basis", "mlp"),
         ),
         "decoder_basis": Key(
-            "int", 16, "basis displacements per Gaussian of the basis decoder", 1, 256
+            "int",
+            4,
+            "basis displacements per Gaussian of the basis decoder (a domain turning about a "
+            "hinge takes 2)",
+            1,
+            256,
         ),
         "decoder_layers": Key("int", 8, "hidden layers of the displacement decoder", 1, 32),
         "decoder_width": Key("int", 32, "units per decoder layer", 4, 1024),
@@ -260,7 +265,8 @@ SCHEMA: dict[str, Any] = {
         "regularisation_factor": Key(
             "float",
             0.1,
-            "deformation penalty gradient relative to the data term's",
+            "deformation penalty gradient relative to the data term's, over the decoder's "
+            "parameters",
             0.0,
         ),
         "consensus_update_every": Key("int", 5, "epochs between consensus updates (0: never)", 0),

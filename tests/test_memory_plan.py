@@ -45,6 +45,7 @@ import torch
 torch.set_num_threads(1)
 from dynamight_core.data.batches import ParticleBatch
 from dynamight_core.geometry.rotations import euler_to_matrix
+from dynamight_core.models.basis_decoder import BasisDecoder
 from dynamight_core.models.decoder import DisplacementDecoder
 from dynamight_core.models.deformation import DeformationModel
 from dynamight_core.models.encoder import ImageEncoder
@@ -106,13 +107,14 @@ def batch_of(box, batch):
     )
 
 
-def vae_step(box, n, batch, resolution):
+def vae_step(box, n, batch, resolution, basis=False):
     grid = TrainingGrid.choose(box, PIXEL_A, max_shell_for(box, PIXEL_A, resolution), 64)
+    decoder = BasisDecoder(6, box) if basis else DisplacementDecoder(6, box)
     model = DeformationModel(
-        consensus(box, n), ImageEncoder(grid.encoder_px, 6, grid.encoder_px / 3),
-        DisplacementDecoder(6, box),
+        consensus(box, n), ImageEncoder(grid.encoder_px, 6, grid.encoder_px / 3), decoder
     ).to(dev)
-    torch.nn.init.normal_(model.decoder.output.weight, std=1e-3)
+    zero_started = decoder.coefficients if basis else decoder.output
+    torch.nn.init.normal_(zero_started.weight, std=1e-3)
     data = batch_of(box, batch)
     noise = torch.ones(box // 2 + 1, device=dev)
     likelihood = FourierLikelihood(noise, grid.box_px, grid.max_shell)
@@ -146,7 +148,10 @@ def warmup_step(box, n, batch, resolution):
 
 def measure(kind, box, n, batch, resolution):
     before = baseline()
-    step, info = (vae_step if kind == "vae" else warmup_step)(box, n, batch, resolution)
+    if kind == "warmup":
+        step, info = warmup_step(box, n, batch, resolution)
+    else:
+        step, info = vae_step(box, n, batch, resolution, basis=kind == "vae_basis")
     step()
     reset_peak()
     step()
@@ -167,6 +172,8 @@ CONFIGURATIONS = [
     ["vae", 128, 5000, 32, 8.0],
     ["vae", 128, 1000, 32, None],  # the full box: render and batch tensors matter
     ["warmup", 128, 5000, 16, None],
+    ["vae_basis", 64, 1000, 32, 8.0],  # the default decoder: the render dominates
+    ["vae_basis", 128, 5000, 32, 8.0],
 ]
 
 
@@ -202,6 +209,7 @@ def _estimate(record: dict[str, object]) -> float:
         n_gaussians=n,
         encoder_px=int(record["encoder_px"]),  # type: ignore[call-overload]
         n_edges=int(record["edges"]),  # type: ignore[call-overload]
+        decoder_basis=16 if record["kind"] == "vae_basis" else 0,
     )
     return estimate_training_step_bytes(shape).total_bytes
 

@@ -24,7 +24,7 @@ from dynamight_core.models.gaussians import GaussianModel
 from dynamight_core.training.half_set_vae import TrainingGrid
 from dynamight_core.training.likelihood import FourierLikelihood
 from dynamight_core.training.regularisation import deformation_penalty, neighbour_graph
-from dynamight_core.training.vae_steps import predict, refine_latents
+from dynamight_core.training.vae_steps import _refined_and_misfit, predict, refine_latents
 
 
 def _points(n: int = 200, seed: int = 0) -> torch.Tensor:
@@ -160,6 +160,21 @@ def test_refinement_recovers_a_latent_from_its_own_image() -> None:
         model, batch, grid, likelihood, torch.zeros(2, 2), steps=200, lr=0.05, prior_weight=0.0
     )
     assert (refined - truth).abs().max() < 0.05
+
+    # the validation loss is each particle's data term before the last step, from that
+    # step's own forward pass: the same as scoring the latents one step earlier
+    start = torch.zeros(2, 2)
+    z, misfit = _refined_and_misfit(model, batch, grid, likelihood, start, 3, 0.05, 0.0)
+    torch.testing.assert_close(
+        z, refine_latents(model, batch, grid, likelihood, start, 3, 0.05, 0.0)
+    )
+    earlier = refine_latents(model, batch, grid, likelihood, start, 2, 0.05, 0.0)
+    with torch.no_grad():
+        predicted = predict(model, batch, grid, model.deformed_positions_a(earlier))
+        expected = likelihood.per_image(predicted, crop_fourier_2d(batch.images_ft, 32))
+    assert misfit is not None
+    torch.testing.assert_close(misfit, expected)
+    assert float(misfit.sum()) > 0
 
 
 def test_model_file_round_trip(tmp_path: Path) -> None:

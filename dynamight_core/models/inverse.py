@@ -33,7 +33,7 @@ def build_inverse(
     width: int,
     layers: int,
     kind: str = "mlp",
-    n_basis: int = 16,
+    n_basis: int = 4,
 ) -> Decoder:
     """A new inverse network of decoder ``kind`` whose residual starts at zero (the identity)."""
     return build_decoder(
@@ -51,7 +51,7 @@ def describe_inverse(net: Decoder, box_px: int) -> dict[str, Any]:
         "pe_frequencies": record["n_frequencies"],
         "width": record["width"],
         "layers": record["n_layers"],
-        "n_basis": record.get("n_basis", 16),
+        "n_basis": record.get("n_basis", 4),
     }
 
 
@@ -73,7 +73,7 @@ def load_inverse(
         config["width"],
         config["layers"],
         config.get("kind", "mlp"),  # networks written before vae.decoder were mlp
-        config.get("n_basis", 16),
+        config.get("n_basis", 4),
     )
     net.load_state_dict(payload["state_dict"])
     return net.to(device or torch.device("cpu")), payload["extra"]

@@ -125,19 +125,41 @@ def refine_latents(
     known pose, the CTF and the decoder to read the conformation of any particle,
     including held-out ones -- semi-amortised inference (Kim et al., 2018).
     """
+    z, _ = _refined_and_misfit(model, batch, grid, likelihood, start, steps, lr, prior_weight)
+    return z
+
+
+def _refined_and_misfit(
+    model: DeformationModel,
+    batch: ParticleBatch,
+    grid: TrainingGrid,
+    likelihood: FourierLikelihood,
+    start: torch.Tensor,
+    steps: int,
+    lr: float,
+    prior_weight: float,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """:func:`refine_latents`, and each particle's `(B,)` data term before the last step.
+
+    ``None`` without steps. It is the validation loss, with no forward pass of its own
+    (a fifth of the validation's cost at 3 tracking steps).
+    """
     if steps <= 0:
-        return start.detach()
+        return start.detach(), None
     z = start.detach().clone().requires_grad_(True)
     optimizer = torch.optim.Adam([z], lr=lr)
     data = crop_fourier_2d(batch.images_ft, grid.box_px)
+    per_image = None
     with torch.enable_grad():
         for _ in range(steps):
             optimizer.zero_grad(set_to_none=True)
             predicted = predict(model, batch, grid, model.deformed_positions_a(z))
-            misfit = likelihood.per_image(predicted, data).sum() * likelihood.n_components
+            per_image = likelihood.per_image(predicted, data)
+            misfit = per_image.sum() * likelihood.n_components
             (misfit + 0.5 * prior_weight * (z**2).sum()).backward(inputs=[z])
             optimizer.step()
-    return z.detach()
+    assert per_image is not None
+    return z.detach(), per_image.detach()
 
 
 def _refine_batch(
@@ -145,15 +167,16 @@ def _refine_batch(
     batch: ParticleBatch,
     start: Callable[[torch.Tensor], torch.Tensor] | None,
     steps: int,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Refined latents, encoder means and encoder sigmas of one batch.
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Refined latents, encoder means and sigmas, and data terms before the last step.
 
-    ``start`` maps the `(B, L)` encoder means to the starting latents (default: the means).
+    The data terms are ``None`` without steps. ``start`` maps the `(B, L)` encoder means
+    to the starting latents (default: the means).
     """
     with torch.no_grad():
         mu, log_var = encode(vae.model, batch, vae.grid)
     initial = mu if start is None else start(mu)
-    z = refine_latents(
+    z, misfit = _refined_and_misfit(
         vae.model,
         batch,
         vae.grid,
@@ -163,7 +186,7 @@ def _refine_batch(
         vae.refinement.lr,
         vae.refinement.prior_weight,
     )
-    return z, mu, torch.exp(0.5 * log_var)
+    return z, mu, torch.exp(0.5 * log_var), misfit
 
 
 def _continuing(latents: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -194,6 +217,8 @@ def validation_loss(
 
     ``previous`` holds the latents of the last call (same order); refinement continues
     from them for ``tracking_steps`` steps, else starts from the encoder for ``steps``.
+    The data term is each particle's at the start of its last step (the latents one step
+    before those returned): it comes with that step's forward pass, for free.
     """
     total, kept, position = 0.0, [], 0
     refinement = vae.refinement
@@ -201,11 +226,13 @@ def validation_loss(
         size = len(batch.indices)
         start = None if previous is None else _continuing(previous[position : position + size])
         steps = refinement.steps if previous is None else refinement.tracking_steps
-        z, _, _ = _refine_batch(vae, batch, start, steps)
-        with torch.no_grad():
-            predicted = predict(vae.model, batch, vae.grid, vae.model.deformed_positions_a(z))
-            cropped = crop_fourier_2d(batch.images_ft, vae.grid.box_px)
-            total += float(vae.likelihood.per_image(predicted, cropped).sum())
+        z, _, _, misfit = _refine_batch(vae, batch, start, steps)
+        if misfit is None:  # no tracking steps: score the latents as they are
+            with torch.no_grad():
+                predicted = predict(vae.model, batch, vae.grid, vae.model.deformed_positions_a(z))
+                cropped = crop_fourier_2d(batch.images_ft, vae.grid.box_px)
+                misfit = vae.likelihood.per_image(predicted, cropped)
+        total += float(misfit.sum())
         kept.append(z.cpu())
         position += size
     return total / max(len(indices), 1), torch.cat(kept)
@@ -224,7 +251,7 @@ def latents(
     """
     for batch in reader.tracked(indices, vae.batch_size, "latents"):
         start = _known_or_encoded(known, batch.indices) if known else None
-        z, mu, sigma = _refine_batch(vae, batch, start, vae.refinement.steps)
+        z, mu, sigma, _ = _refine_batch(vae, batch, start, vae.refinement.steps)
         yield batch.indices, z.cpu(), mu.cpu(), sigma.cpu()
 
 
