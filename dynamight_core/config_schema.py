@@ -297,9 +297,10 @@ SCHEMA: dict[str, Any] = {
         "refine_lr": Key("float", 0.1, "learning rate of the latent refinement", 1e-6, 10.0),
         "track_steps": Key(
             "int",
-            3,
+            2,
             "refinement steps per epoch for validation particles, "
-            "continuing from their previous latents",
+            "continuing from their previous latents (2 and 3 stopped training at the same "
+            "epoch with the same accuracy; 1 lagged)",
             0,
         ),
         "seed": Key("int", 0, "seed of initialisation, sampling and particle order"),
