@@ -717,6 +717,44 @@ def part_stages() -> dict[int, float]:
     return backprojection
 
 
+A100_FP32_FLOPS = 19.5e12  # NVIDIA A100 dense FP32 (no TF32), the paper's class of GPU
+TYPICAL_EPOCHS = 25  # where the stopping rule ended on the benchmarks (16-25)
+
+
+def dense_flops_per_s() -> float:
+    """This device's dense FP32 matrix-product rate (FLOP/s), on the threads in use."""
+    dev = device()
+    a = torch.randn(1024, 1024, device=dev)
+    seconds = seconds_per_call(lambda: a @ a, 5, 1)
+    return 2 * 1024**3 / seconds
+
+
+def a100_rows(epoch_s: float, export_s: float, backprojection_s: float, total: int) -> list:
+    """The part-4 times scaled to an A100-class GPU at this device's efficiency.
+
+    A PROJECTION, not a measurement: each time is divided by (A100 dense FP32 rate / this
+    device's dense FP32 rate, both matrix products), i.e. the code is assumed to reach the
+    same fraction of the GPU's arithmetic as of this CPU's. Scatter-heavy rendering usually
+    reaches less on a GPU, FFTs more; read it as the order of magnitude.
+    """
+    rate = dense_flops_per_s()
+    factor = A100_FP32_FLOPS / rate
+    training_h = 2 * TYPICAL_EPOCHS * epoch_s / factor / 3600
+    export_h = 2 * export_s / factor / 3600
+    backprojection_h = total * backprojection_s / factor / 3600
+    note = f"this {device()}: {rate / 1e9:.0f} GFLOP/s dense; A100 19.5 TFLOP/s: /{factor:.0f}"
+    return [
+        ["A100-class: VAE training, 25 epochs, both halves", f"{training_h:.2f} h", note],
+        ["A100-class: latent export, both halves", f"{export_h:.2f} h", "same scaling"],
+        ["A100-class: deformed backprojection", f"{backprojection_h:.2f} h", "same scaling"],
+        [
+            "A100-class: total of these",
+            f"{training_h + export_h + backprojection_h:.1f} h",
+            "the paper's original: 17-27 h for such data",
+        ],
+    ]
+
+
 def part_projection(backprojection: dict[int, float]) -> None:
     """Part 4: projected wall time of 100,000 particles at box 320, 30,000 Gaussians."""
     settings = VaeSettings()
@@ -779,6 +817,8 @@ def part_projection(backprojection: dict[int, float]) -> None:
             f"projected_gpu_gb at batch {batch}",
         ],
     ]
+    if math.isfinite(backprojection_s):
+        rows += a100_rows(epoch_s, export_s, backprojection_s, total)
     if batch != settings.batch_size:
         gpu_64 = run_worker_projection(320, 30000, settings.batch_size)
         rows.append(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import mrcfile
@@ -25,6 +26,7 @@ from workflow_tools import (
     train_vae_command,
 )
 
+from dynamight_core.models.decoders import decoder_kind
 from dynamight_core.models.deformation import load_deformation_model
 from dynamight_core.simulate.agreement import agreement_with_truth, displacement_errors_a
 from dynamight_core.simulate.truth import load_truth
@@ -160,6 +162,27 @@ def test_training_never_reads_the_other_half(local_run: Path, tmp_path: Path) ->
         mrc.data[other] = noise.astype(np.float32)
     subprocess.run(_train_command(data, results, tmp_path / "b", *TINY), check=True)
     _same_training(tmp_path / "a", tmp_path / "b")
+
+
+def test_the_mlp_decoder_stays_the_reference(local_run: Path, tmp_path: Path) -> None:
+    """``vae.decoder: mlp`` trains the original's decoder, says so in the model file, and a
+    later stage reads it from the file alone (explore movie; the demo ran ``basis``)."""
+    results = local_run / "results"
+    out = tmp_path / "mlp"
+    out.mkdir()
+    command = _train_command(results / "simulated", results, out, *TINY, "--decoder", "mlp")
+    subprocess.run(command, check=True)
+    model, _ = load_deformation_model(out / "model.pt")
+    default, _ = load_deformation_model(results / "vae/half1/model.pt")
+    assert decoder_kind(model.decoder) == "mlp"
+    assert decoder_kind(default.decoder) == "basis"
+    movie = tmp_path / "movie"
+    command = [sys.executable, "-m", "dynamight_core", "explore", "movie"]
+    command += ["--model", str(out / "model.pt"), "--latents", str(out / "latents.csv")]
+    command += ["--movie-frames", "3", "--out-dir", str(movie)]
+    command += ["--out-animation", str(movie / "movie.gif")]
+    ok(subprocess.run(command, capture_output=True, text=True))
+    assert len(list(movie.glob("frame_*.mrc"))) == 3
 
 
 def test_killed_training_resumes_with_identical_model(local_run: Path, tmp_path: Path) -> None:
