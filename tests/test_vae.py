@@ -164,18 +164,18 @@ def test_training_never_reads_the_other_half(local_run: Path, tmp_path: Path) ->
     _same_training(tmp_path / "a", tmp_path / "b")
 
 
-def test_the_mlp_decoder_stays_the_reference(local_run: Path, tmp_path: Path) -> None:
-    """``vae.decoder: mlp`` trains the original's decoder, says so in the model file, and a
-    later stage reads it from the file alone (explore movie; the demo ran ``basis``)."""
+def test_the_basis_decoder_is_read_from_the_model_file(local_run: Path, tmp_path: Path) -> None:
+    """``vae.decoder: basis`` trains the basis decoder, says so in the model file, and a
+    later stage reads it from the file alone (explore movie; the demo ran ``mlp``)."""
     results = local_run / "results"
-    out = tmp_path / "mlp"
+    out = tmp_path / "basis"
     out.mkdir()
-    command = _train_command(results / "simulated", results, out, *TINY, "--decoder", "mlp")
+    command = _train_command(results / "simulated", results, out, *TINY, "--decoder", "basis")
     subprocess.run(command, check=True)
     model, _ = load_deformation_model(out / "model.pt")
     default, _ = load_deformation_model(results / "vae/half1/model.pt")
-    assert decoder_kind(model.decoder) == "mlp"
-    assert decoder_kind(default.decoder) == "basis"
+    assert decoder_kind(model.decoder) == "basis"
+    assert decoder_kind(default.decoder) == "mlp"
     movie = tmp_path / "movie"
     command = [sys.executable, "-m", "dynamight_core", "explore", "movie"]
     command += ["--model", str(out / "model.pt"), "--latents", str(out / "latents.csv")]

@@ -77,9 +77,10 @@ def write_viewer_files(folder: Path) -> dict[str, Path]:
     )
     torch.manual_seed(3)
     model = build_deformation_model(consensus, architecture, 10)
-    # latents move the atoms visibly: the decoder's zero-started layer (the default basis
-    # decoder's coefficients)
-    nn.init.normal_(model.decoder.coefficients.weight, std=0.1)
+    # latents move the atoms visibly: the decoder's zero-started layer (the mlp's output,
+    # the basis decoder's coefficients)
+    started = getattr(model.decoder, "output", None) or model.decoder.coefficients
+    nn.init.normal_(started.weight, std=0.1)
     vae = HalfSetVae(
         model=model,
         grid=TrainingGrid(BOX, 2.0, 9, 10),
