@@ -36,6 +36,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from dynamight_core.models.decoder import encode_positions, encoding_frequencies
+
 
 class BasisDecoder(nn.Module):
     """``delta_j(z) = a(z) . B(c_j)`` with ``K`` basis displacements per Gaussian.
@@ -71,9 +73,7 @@ class BasisDecoder(nn.Module):
         coefficient_layers: int = 2,
     ) -> None:
         super().__init__()
-        steps = torch.arange(n_frequencies, dtype=torch.float32)
-        span = max(n_frequencies - 1, 1)
-        self.register_buffer("frequencies", (box_px / 2) ** (steps / span))
+        self.register_buffer("frequencies", encoding_frequencies(box_px, n_frequencies))
         self.latent_dim = latent_dim
         self.n_basis = n_basis
         self.width = width
@@ -95,14 +95,9 @@ class BasisDecoder(nn.Module):
         """Always False: the basis decoder runs in float32 (its cost is small)."""
         return False
 
-    def encode_positions(self, positions: torch.Tensor) -> torch.Tensor:
-        """`(..., 6F)` sines and cosines of `(..., 3)` positions in box units."""
-        angles = (positions[..., None] * self.frequencies).flatten(-2)
-        return torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1)
-
     def basis_at(self, positions: torch.Tensor) -> torch.Tensor:
         """`(..., K, 3)` basis displacements (box units per unit coefficient) at `(..., 3)`."""
-        hidden = self.positional(self.encode_positions(positions))
+        hidden = self.positional(encode_positions(positions, self.frequencies))
         return self.basis(hidden).unflatten(-1, (self.n_basis, 3))
 
     def coefficients_of(self, z: torch.Tensor) -> torch.Tensor:

@@ -46,6 +46,19 @@ def bfloat16_is_fast(device: torch.device) -> bool:
     return False
 
 
+def encoding_frequencies(box_px: int, n_frequencies: int) -> torch.Tensor:
+    """`(F,)` encoding frequencies (rad per box unit), geometric from 1 to ``D/2``."""
+    steps = torch.arange(n_frequencies, dtype=torch.float32)
+    span = max(n_frequencies - 1, 1)
+    return (box_px / 2) ** (steps / span)
+
+
+def encode_positions(positions: torch.Tensor, frequencies: torch.Tensor) -> torch.Tensor:
+    """`(..., 6F)` sines and cosines of `(..., 3)` positions (box units) at `(F,)` frequencies."""
+    angles = (positions[..., None] * frequencies).flatten(-2)
+    return torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1)
+
+
 class DisplacementDecoder(nn.Module):
     """MLP ``(PE(c_j), z) -> delta_j`` evaluated for every Gaussian j of every particle.
 
@@ -78,9 +91,7 @@ class DisplacementDecoder(nn.Module):
         super().__init__()
         if precision not in PRECISIONS:
             raise ValueError(f"decoder precision: expected one of {PRECISIONS}, got {precision!r}")
-        steps = torch.arange(n_frequencies, dtype=torch.float32)
-        span = max(n_frequencies - 1, 1)
-        self.register_buffer("frequencies", (box_px / 2) ** (steps / span))
+        self.register_buffer("frequencies", encoding_frequencies(box_px, n_frequencies))
         self.position_layer = nn.Linear(6 * n_frequencies, width, bias=False)
         self.latent_layer = nn.Linear(latent_dim, width)
         self.hidden = nn.ModuleList(nn.Linear(width, width) for _ in range(n_layers))
@@ -103,8 +114,7 @@ class DisplacementDecoder(nn.Module):
 
     def encode_positions(self, positions: torch.Tensor) -> torch.Tensor:
         """`(..., 6F)` sines and cosines of `(..., 3)` positions in box units."""
-        angles = (positions[..., None] * self.frequencies).flatten(-2)
-        return torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1)
+        return encode_positions(positions, self.frequencies)
 
     def forward(self, z: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """`(B, N, 3)` float32 displacements (box units) for `(B, L)` latents.
