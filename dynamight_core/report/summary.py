@@ -34,6 +34,7 @@ from dynamight_core.report.verdict import (
     map_answer,
     motion_answer,
     next_step,
+    null_as_good,
     tested,
     verdict_text,
 )
@@ -245,9 +246,7 @@ def warnings(summary: Mapping[str, Any], inputs: ReportInputs) -> list[str]:
             "they hold no signal the FSC can detect; check the particles, the CTF and the mask."
         )
     if "null_over_consensus" in gain:
-        scope, _ = tested(gain)
-        null, real = scope["null_over_consensus"], scope["over_consensus"]
-        if null["fsc_area"] >= real["fsc_area"] - real["se"]:
+        if null_as_good(tested(gain)[0]):
             notes.append(
                 "The null control (shuffled latents) scores as well as the real run: the "
                 "gain over the consensus does not come from the estimated motion."

@@ -214,7 +214,7 @@ def motion_answer(
             f"({motion['median_error_a']:.2f} Å) as much as it moves "
             f"({motion['median_motion_a']:.2f} Å)",
         )
-    if all(_null_as_good(scope) for scope in shown_in):
+    if all(null_as_good(scope) for scope in shown_in):
         return Answer(
             INCONCLUSIVE,
             f"{answer.reason}, but the null control scores as well as the real run over the "
@@ -223,7 +223,7 @@ def motion_answer(
     return answer
 
 
-def _null_as_good(scope: Mapping[str, Any]) -> bool:
+def null_as_good(scope: Mapping[str, Any]) -> bool:
     """Whether the null control gains over the consensus as much as the real run (in ``scope``)."""
     null, real = scope["null_over_consensus"], scope["over_consensus"]
     return bool(null["fsc_area"] >= real["fsc_area"] - real["se"])
